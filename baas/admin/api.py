@@ -1,0 +1,124 @@
+"""The admin JSON API (service keys and superusers): schema, history and service keys.
+
+Used by the console and the CLI; each handler calls one service function.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from baas.auth import keys
+from baas.auth.identity import Identity
+from baas.errors import Forbidden, InvalidParameter, NotFound, Unauthorized
+from baas.http import list_params
+from baas.http.request import context, identity, read_json
+from baas.http.responses import json_response, no_content
+from baas.records.validation import record_id
+from baas.schema import service as schema_service
+from baas.schema.document import to_document
+
+
+def _admin(request: Request) -> Identity:
+    who = identity(request)
+    if who.kind == "anonymous":
+        raise Unauthorized("the admin API needs a service key")
+    if not who.is_admin:
+        raise Forbidden("the admin API is for service keys and superusers")
+    return who
+
+
+async def list_collections(request: Request) -> Response:
+    _admin(request)
+    schema = context(request).schema.schema
+    return json_response({"version": schema.version, **to_document(schema)})
+
+
+async def get_collection(request: Request) -> Response:
+    _admin(request)
+    name = request.path_params["name"]
+    schema = context(request).schema.schema
+    document = to_document(schema)["collections"]
+    if name not in document:
+        raise NotFound(f"no collection named {name!r}", code="collection_not_found")
+    return json_response({"name": name, **_as_mapping(document[name])})
+
+
+def _as_mapping(doc: Any) -> dict[str, Any]:
+    return doc if isinstance(doc, dict) else {"fields": {}}
+
+
+def _document(body: Any) -> Any:
+    if not isinstance(body, dict) or "document" not in body:
+        raise InvalidParameter("send {\"document\": {\"collections\": {...}}}", code="invalid_body")
+    return body["document"]
+
+
+async def diff_schema(request: Request) -> Response:
+    _admin(request)
+    ctx = context(request)
+    plan = await schema_service.diff(ctx.db, _document(await read_json(request)))
+    return json_response(plan.to_json())
+
+
+async def apply_schema(request: Request) -> Response:
+    who = _admin(request)
+    ctx = context(request)
+    body = await read_json(request)
+    plan = await schema_service.diff(ctx.db, _document(body))
+    base = body.get("base_version")
+    if base is not None and base != plan.base_version:
+        from baas.errors import Conflict
+
+        raise Conflict(f"the schema is at version {plan.base_version}, not {base}; diff again",
+                       code="schema_changed")
+    applied = await schema_service.apply(
+        ctx.db, plan, allow_destructive=body.get("allow_destructive") is True, applied_by=who.label
+    )
+    ctx.schema.set(applied.schema)
+    return json_response({"version": applied.version, **plan.to_json()})
+
+
+async def schema_history(request: Request) -> Response:
+    _admin(request)
+    limit = list_params.bounded_int(request.query_params, "limit", 50, 1, 1000)
+    return json_response({"items": await schema_service.history(context(request).db, limit)})
+
+
+async def list_keys(request: Request) -> Response:
+    _admin(request)
+    return json_response({"items": await keys.list_keys(context(request).db)})
+
+
+async def create_key(request: Request) -> Response:
+    _admin(request)
+    body = await read_json(request)
+    name = body.get("name") if isinstance(body, dict) else None
+    if not isinstance(name, str) or not 0 < len(name) <= 100 or "\x00" in name:
+        raise InvalidParameter("send {\"name\": \"...\"} (1-100 characters)", code="invalid_body")
+    row, key = await keys.create_key(context(request).db, name)
+    return json_response({**row, "key": key}, status=201)
+
+
+async def revoke_key(request: Request) -> Response:
+    _admin(request)
+    key_id = record_id(request.path_params["id"])
+    if key_id is None:
+        raise NotFound("no active service key with this id", code="key_not_found")
+    await keys.revoke_key(context(request).db, key_id)
+    return no_content()
+
+
+routes = [
+    Route("/api/admin/collections", list_collections, methods=["GET"]),
+    Route("/api/admin/collections/{name}", get_collection, methods=["GET"]),
+    Route("/api/admin/schema/diff", diff_schema, methods=["POST"]),
+    Route("/api/admin/schema/apply", apply_schema, methods=["POST"]),
+    Route("/api/admin/schema/history", schema_history, methods=["GET"]),
+    Route("/api/admin/keys", list_keys, methods=["GET"]),
+    Route("/api/admin/keys", create_key, methods=["POST"]),
+    Route("/api/admin/keys/{id}", revoke_key, methods=["DELETE"]),
+]

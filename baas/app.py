@@ -1,0 +1,207 @@
+"""create_app(settings) -> Starlette: routes, middleware, the error handler and the lifespan.
+
+The lifespan opens the pool, refuses a non-durable PostgreSQL, applies system migrations, loads
+the schema and service keys, and LISTENs so this process follows changes made by any other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from baas.admin import api as admin_api
+from baas.auth import keys
+from baas.auth.bearer import authenticate
+from baas.config import Settings
+from baas.context import AppContext
+from baas.db.durability import check_durability
+from baas.db.listener import Listener
+from baas.db.migrate import migrate
+from baas.db.pool import Database, PoolOptions
+from baas.errors import ApiError, MethodNotAllowed, NotFound, internal_error_body
+from baas.http import health
+from baas.http.middleware import RequestMiddleware
+from baas.http.request import context, request_id
+from baas.http.responses import error_response, json_response
+from baas.openapi.document import openapi_document
+from baas.records import api as records_api
+from baas.schema import service as schema_service
+from baas.schema.cache import SchemaCache
+
+log = logging.getLogger("baas")
+CONNECT_ATTEMPTS = 20
+
+
+def package_version() -> str:
+    try:
+        return version("baas")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+def pool_options(settings: Settings) -> PoolOptions:
+    return PoolOptions(
+        min_size=settings.db_pool_min,
+        max_size=settings.db_pool_max,
+        statement_timeout_ms=settings.db_statement_timeout_ms,
+        acquire_timeout_s=settings.db_acquire_timeout_s,
+        command_timeout_s=settings.db_command_timeout_s,
+    )
+
+
+async def _open_database(settings: Settings) -> Database:
+    """Open the pool, retrying while PostgreSQL starts (containers start in any order)."""
+    delay = 0.25
+    for attempt in range(1, CONNECT_ATTEMPTS + 1):
+        try:
+            return await Database.open(settings.database_url, pool_options(settings))
+        except ApiError as exc:
+            if attempt == CONNECT_ATTEMPTS or exc.code != "database_unavailable":
+                raise RuntimeError(f"cannot connect to PostgreSQL: {exc.message}") from exc
+            log.warning("PostgreSQL is not reachable yet (%s); retrying", exc.message)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 3.0)
+    raise AssertionError("unreachable")
+
+
+async def start(settings: Settings) -> tuple[AppContext, Listener]:
+    """Everything a process needs before it serves its first request."""
+    if not settings.database_url:
+        raise RuntimeError("no database URL: start the server with `baas serve`")
+    db = await _open_database(settings)
+    try:
+        await check_durability(db)
+        async with db.connection() as conn:
+            applied = await migrate(conn)
+        if applied:
+            log.info("applied %d system migration(s)", len(applied))
+        cache = SchemaCache(await schema_service.load(db))
+        ring = keys.KeyRing(settings.service_key)
+        await ring.reload(db)
+        ctx = AppContext(settings=settings, db=db, schema=cache, keys=ring)
+        listener = _listener(ctx)
+        await listener.start()
+    except BaseException:
+        await db.close()
+        raise
+    log.info("schema version %d, %d collection(s); pid %d", cache.version,
+             len(cache.schema.collections), os.getpid())
+    return ctx, listener
+
+
+def _listener(ctx: AppContext) -> Listener:
+    listener = Listener(ctx.settings.database_url, pool_options(ctx.settings))
+
+    async def reload_schema(_payload: str = "") -> None:
+        schema = await schema_service.load(ctx.db)
+        if schema.version != ctx.schema.version:
+            ctx.schema.set(schema)
+
+    async def reload_keys(_payload: str = "") -> None:
+        await ctx.keys.reload(ctx.db)
+
+    async def reload_all() -> None:
+        await reload_schema()
+        await reload_keys()
+
+    listener.subscribe(schema_service.CHANNEL, reload_schema)
+    listener.subscribe(keys.CHANNEL, reload_keys)
+    listener.on_connect(reload_all)
+    return listener
+
+
+def create_app(settings: Settings) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        ctx, listener = await start(settings)
+        try:
+            yield {"ctx": ctx}
+        finally:
+            await listener.stop()
+            await ctx.db.close()
+
+    async def openapi(request: Request) -> Response:
+        ctx = context(request)
+        return json_response(openapi_document(ctx.schema, settings.base_url, package_version()))
+
+    middleware = [
+        Middleware(
+            RequestMiddleware,
+            authenticate=authenticate,
+            max_body_bytes=settings.max_body_bytes,
+            https=settings.base_url.startswith("https://"),
+            log_requests=settings.access_log,
+        )
+    ]
+    if settings.cors_origins:
+        middleware.insert(0, Middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_credentials=False,  # bearer tokens, never cookies: nothing to share
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["authorization", "content-type", "x-request-id"],
+            expose_headers=["x-request-id"],
+            max_age=600,
+        ))
+    app = Starlette(
+        routes=[
+            *records_api.routes,
+            *admin_api.routes,
+            *health.routes,
+            Route("/api/openapi.json", openapi, methods=["GET"]),
+        ],
+        middleware=middleware,
+        exception_handlers={
+            ApiError: _api_error,
+            HTTPException: _http_error,
+            Exception: _unexpected,
+        },
+        lifespan=lifespan,
+    )
+    app.router.redirect_slashes = False  # an API answers the path it was asked, or 404
+    return app
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(exc, request_id(request))
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        error: ApiError = MethodNotAllowed(f"{request.method} is not allowed here")
+    elif exc.status_code == 404:
+        error = NotFound(f"no route for {request.url.path}", code="route_not_found")
+    else:
+        error = ApiError(exc.detail, status=exc.status_code, code="http_error")
+    return error_response(error, request_id(request))
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    rid = request_id(request)
+    log.error("unhandled error in %s %s (request %s)", request.method, request.url.path, rid,
+              exc_info=exc)
+    return json_response(internal_error_body(rid), status=500)
+
+
+def app_from_env() -> Starlette:
+    """Factory for `uvicorn --factory baas.app:app_from_env` (what `baas serve` runs per worker)."""
+    from baas.logs import setup_logging
+
+    settings = Settings.load()
+    setup_logging(settings.log_level, settings.log_format)
+    return create_app(settings)

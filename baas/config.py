@@ -1,0 +1,211 @@
+"""Bootstrap settings: one frozen object built once from defaults, `.env`, `BAAS_*` env and CLI flags.
+
+Every setting is declared once in `SETTINGS` as (name, type, default, help); the CLI builds its
+`baas serve` options from the same table, so `--help` always lists all of them with their defaults.
+Nothing reads `os.environ` after start-up: the `Settings` object is passed explicitly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from dotenv import dotenv_values
+
+ENV_PREFIX = "BAAS_"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One row of the settings table."""
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    secret: bool = False
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("host", str, "127.0.0.1", "Interface to listen on."),
+    Setting("port", int, 8090, "TCP port to listen on."),
+    Setting("workers", int, 1, "Server processes (each with its own pool and realtime listener)."),
+    Setting("data_dir", Path, Path("baas_data"), "Data directory (embedded PostgreSQL, keys)."),
+    Setting(
+        "database_url",
+        str,
+        "",
+        "PostgreSQL URL; empty starts an embedded PostgreSQL in <data_dir>/pg.",
+        secret=True,
+    ),
+    Setting("schema_file", Path, Path("baas.yaml"), "Schema file used by `baas schema`."),
+    Setting("public_url", str, "", "URL clients reach the server at; default http://host:port."),
+    Setting("cors_origins", list, [], "Comma-separated origins allowed by CORS ('*' = any)."),
+    Setting("log_level", str, "info", "Log level: debug, info, warning, error."),
+    Setting("log_format", str, "text", "Log format: text or json."),
+    Setting("access_log", bool, True, "Log one line per request (written off the request path)."),
+    Setting("service_key", str, "", "A service key accepted besides those in the DB.", secret=True),
+    Setting("trusted_proxies", list, ["127.0.0.1"], "Proxies whose X-Forwarded-* are trusted."),
+    Setting("db_pool_min", int, 2, "Minimum pooled database connections per process."),
+    Setting("db_pool_max", int, 10, "Maximum pooled database connections per process."),
+    Setting("db_statement_timeout_ms", int, 5000, "PostgreSQL statement_timeout for API queries."),
+    Setting("db_acquire_timeout_s", float, 5.0, "Seconds to wait for a pooled connection."),
+    Setting("db_command_timeout_s", float, 10.0, "Client-side timeout for any one query."),
+    Setting("http_keepalive_s", int, 5, "Seconds an idle keep-alive connection stays open."),
+    Setting("max_body_bytes", int, 1_048_576, "Largest request body accepted (bytes)."),
+    Setting("default_per_page", int, 30, "Records per page when a list does not say."),
+    Setting("max_per_page", int, 500, "Largest per_page a list accepts."),
+    Setting("max_offset", int, 100_000, "Deepest offset a list accepts; use cursors beyond."),
+    Setting("max_sort_fields", int, 5, "Most fields one sort may name."),
+    Setting("max_batch_operations", int, 100, "Most operations in one POST /api/batch."),
+)
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+class SettingsError(ValueError):
+    """Raised with every problem found while building Settings."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8090
+    workers: int = 1
+    data_dir: Path = Path("baas_data")
+    database_url: str = field(default="", repr=False)
+    schema_file: Path = Path("baas.yaml")
+    public_url: str = ""
+    cors_origins: tuple[str, ...] = ()
+    log_level: str = "info"
+    log_format: str = "text"
+    access_log: bool = True
+    service_key: str = field(default="", repr=False)
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1",)
+    db_pool_min: int = 2
+    db_pool_max: int = 10
+    db_statement_timeout_ms: int = 5000
+    db_acquire_timeout_s: float = 5.0
+    db_command_timeout_s: float = 10.0
+    http_keepalive_s: int = 5
+    max_body_bytes: int = 1_048_576
+    default_per_page: int = 30
+    max_per_page: int = 500
+    max_offset: int = 100_000
+    max_sort_fields: int = 5
+    max_batch_operations: int = 100
+
+    @property
+    def embedded(self) -> bool:
+        """True when the server runs its own PostgreSQL in the data directory."""
+        return not self.database_url
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def load(
+        cls,
+        overrides: Mapping[str, Any] | None = None,
+        environ: Mapping[str, str] | None = None,
+        dotenv_path: Path | None = Path(".env"),
+    ) -> Settings:
+        """Build settings: defaults < .env < environment < explicit overrides (CLI flags)."""
+        raw: dict[str, Any] = {}
+        if dotenv_path is not None and dotenv_path.is_file():
+            raw.update(_from_env_mapping(dotenv_values(dotenv_path)))
+        raw.update(_from_env_mapping(os.environ if environ is None else environ))
+        raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        return cls.from_raw(raw)
+
+    @classmethod
+    def from_raw(cls, raw: Mapping[str, Any]) -> Settings:
+        """Convert and validate raw values (strings from env, or typed values)."""
+        values: dict[str, Any] = {}
+        problems: list[str] = []
+        for name, value in raw.items():
+            setting = _BY_NAME.get(name)
+            if setting is None:
+                problems.append(f"unknown setting {name!r}")
+                continue
+            try:
+                values[name] = _convert(setting, value)
+            except ValueError as exc:
+                problems.append(f"{setting.env}: {exc}")
+        if not problems:
+            settings = cls(**values)
+            problems = settings._problems()
+        if problems:
+            raise SettingsError("invalid settings:\n  " + "\n  ".join(problems))
+        return settings
+
+    def _problems(self) -> list[str]:
+        problems = []
+        if not 0 < self.port < 65536:
+            problems.append("BAAS_PORT: must be between 1 and 65535")
+        if self.log_level not in LOG_LEVELS:
+            problems.append(f"BAAS_LOG_LEVEL: must be one of {', '.join(LOG_LEVELS)}")
+        if self.log_format not in LOG_FORMATS:
+            problems.append(f"BAAS_LOG_FORMAT: must be one of {', '.join(LOG_FORMATS)}")
+        for name in ("workers", "db_pool_min", "db_pool_max", "default_per_page", "max_per_page"):
+            if getattr(self, name) < 1:
+                problems.append(f"{_BY_NAME[name].env}: must be at least 1")
+        if self.db_pool_min > self.db_pool_max:
+            problems.append("BAAS_DB_POOL_MIN: must not exceed BAAS_DB_POOL_MAX")
+        if self.default_per_page > self.max_per_page:
+            problems.append("BAAS_DEFAULT_PER_PAGE: must not exceed BAAS_MAX_PER_PAGE")
+        if self.database_url and urlsplit(self.database_url).scheme not in (
+            "postgres",
+            "postgresql",
+        ):
+            problems.append("BAAS_DATABASE_URL: must start with postgresql://")
+        if self.public_url and urlsplit(self.public_url).scheme not in ("http", "https"):
+            problems.append("BAAS_PUBLIC_URL: must be an http(s) URL")
+        if self.service_key and len(self.service_key) < 32:
+            problems.append("BAAS_SERVICE_KEY: must be at least 32 characters")
+        return problems
+
+
+def _from_env_mapping(env: Mapping[str, str | None]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for setting in SETTINGS:
+        value = env.get(setting.env)
+        if value is not None:
+            out[setting.name] = value
+    return out
+
+
+def _convert(setting: Setting, value: Any) -> Any:
+    kind = setting.type
+    if kind is list:
+        items = value.split(",") if isinstance(value, str) else list(value)
+        return tuple(item.strip() for item in items if item.strip())
+    if not isinstance(value, str):
+        return kind(value)
+    value = value.strip()
+    if kind is bool:
+        lowered = value.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off", ""):
+            return False
+        raise ValueError(f"expected true or false, got {value!r}")
+    try:
+        return kind(value)
+    except ValueError:
+        raise ValueError(f"expected {kind.__name__}, got {value!r}") from None

@@ -1,0 +1,23 @@
+"""The application context: what one server process holds while it runs.
+
+Built once in the lifespan (`app.py`) and handed to every service explicitly: settings, the
+database, the schema cache and the service keys. Nothing here is global.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from baas.auth.keys import KeyRing
+from baas.config import Settings
+from baas.db.pool import Database
+from baas.schema.cache import SchemaCache
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    db: Database
+    schema: SchemaCache
+    keys: KeyRing
+    info: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,110 @@
+"""SQLSTATE -> ApiError: the one table that turns PostgreSQL and asyncpg errors into ours.
+
+Integrity errors keep the constraint/column PostgreSQL reported, so the records layer can name the
+field in its message; everything unexpected becomes an internal error (logged, never shown).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+
+from baas.errors import ApiError, BadRequest, Conflict, InvalidValue, ServiceUnavailable
+
+
+class DatabaseError(ApiError):
+    """A PostgreSQL error translated to an API error; keeps what PostgreSQL named."""
+
+    def __init__(self, message: str, *, sqlstate: str = "", constraint: str = "",
+                 column: str = "", table: str = "", **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.sqlstate = sqlstate
+        self.constraint = constraint
+        self.column = column
+        self.table = table
+
+
+class UniqueViolation(DatabaseError):
+    status, code = 409, "unique_violation"
+
+
+class ForeignKeyViolation(DatabaseError):
+    status, code = 409, "foreign_key_violation"
+
+
+class NotNullViolation(DatabaseError):
+    status, code = 400, "validation_failed"
+
+
+class CheckViolation(DatabaseError):
+    status, code = 400, "validation_failed"
+
+
+class UnexpectedDatabaseError(Exception):
+    """Not the client's doing; rendered as a 500 with the request id only."""
+
+
+# (status, code, message); the message is ours, never PostgreSQL's text.
+_BY_SQLSTATE: dict[str, tuple[type[ApiError], str, str]] = {
+    "22001": (InvalidValue, "invalid_value", "a value is too long for its field"),
+    "22003": (InvalidValue, "invalid_value", "a number is out of range"),
+    "22007": (InvalidValue, "invalid_value", "a date or time value is malformed"),
+    "22008": (InvalidValue, "invalid_value", "a date or time value is out of range"),
+    "22021": (InvalidValue, "invalid_value", "text must not contain NUL bytes"),
+    "22P02": (InvalidValue, "invalid_value", "a value has the wrong format for its field"),
+    "22P05": (InvalidValue, "invalid_value", "JSON text must not contain \\u0000"),
+    "2201B": (InvalidValue, "invalid_value", "invalid regular expression"),
+    "54000": (BadRequest, "too_complex", "the request is too large or complex"),
+    "54001": (BadRequest, "too_complex", "the request is nested too deeply"),
+    "40001": (Conflict, "write_conflict", "a concurrent write conflicted with this one; retry"),
+    "40P01": (Conflict, "write_conflict", "a concurrent write conflicted with this one; retry"),
+    "55P03": (Conflict, "locked", "the data is locked by another operation; retry"),
+    "57014": (ServiceUnavailable, "statement_timeout", "the query took too long"),
+    "53300": (ServiceUnavailable, "database_busy", "the database has no free connections"),
+    "57P01": (ServiceUnavailable, "database_unavailable", "the database is shutting down"),
+    "57P03": (ServiceUnavailable, "database_unavailable", "the database is starting up"),
+    "42P01": (ServiceUnavailable, "schema_changed", "the schema changed during the request; retry"),
+    "42703": (ServiceUnavailable, "schema_changed", "the schema changed during the request; retry"),
+}
+
+
+def translate(exc: BaseException) -> ApiError | UnexpectedDatabaseError:
+    """Map an asyncpg/OS error to an ApiError (or mark it unexpected)."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, asyncpg.PostgresError):
+        return _from_postgres(exc)
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+        return ServiceUnavailable("the database did not answer in time", code="database_timeout",
+                                  headers={"Retry-After": "1"})
+    if isinstance(exc, (OSError, asyncpg.InterfaceError, asyncpg.ConnectionDoesNotExistError)):
+        return ServiceUnavailable("the database is unavailable", code="database_unavailable",
+                                  headers={"Retry-After": "1"})
+    return UnexpectedDatabaseError(repr(exc))
+
+
+def _from_postgres(exc: asyncpg.PostgresError) -> ApiError | UnexpectedDatabaseError:
+    state = exc.sqlstate or ""
+    names = {
+        "sqlstate": state,
+        "constraint": getattr(exc, "constraint_name", None) or "",
+        "column": getattr(exc, "column_name", None) or "",
+        "table": getattr(exc, "table_name", None) or "",
+    }
+    if state == "23505":
+        return UniqueViolation("a record with this value already exists", **names)
+    if state == "23503":
+        return ForeignKeyViolation("a related record is missing or still referenced", **names)
+    if state == "23502":
+        return NotNullViolation("a required value is missing", **names)
+    if state == "23514":
+        return CheckViolation("a value is not allowed", **names)
+    if state in _BY_SQLSTATE:
+        cls, code, message = _BY_SQLSTATE[state]
+        extra = {"headers": {"Retry-After": "1"}} if cls is ServiceUnavailable else {}
+        return cls(message, code=code, **extra)
+    if state.startswith("08"):
+        return ServiceUnavailable("the database is unavailable", code="database_unavailable")
+    return UnexpectedDatabaseError(f"{type(exc).__name__} {state}: {exc}")

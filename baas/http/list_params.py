@@ -1,0 +1,69 @@
+"""Query-string parsing for list endpoints: bounded integers, booleans, sort specs, unknown keys.
+
+Generic: no knowledge of collections. Each bad value is a 400 `invalid_parameter` naming it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from baas.errors import InvalidParameter
+
+MAX_PARAM_LENGTH = 4096
+
+
+def reject_unknown(query: Mapping[str, str], allowed: Iterable[str]) -> None:
+    unknown = sorted(set(query) - set(allowed))
+    if unknown:
+        raise InvalidParameter(
+            f"unknown query parameter(s): {', '.join(repr(u[:40]) for u in unknown[:10])}",
+            parameter=unknown[0][:40],
+        )
+
+
+def bounded_int(query: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = query.get(name)
+    if raw is None:
+        return default
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 12:
+        raise InvalidParameter(f"{name} must be a whole number", parameter=name)
+    value = int(raw)
+    if not low <= value <= high:
+        raise InvalidParameter(f"{name} must be between {low} and {high}", parameter=name)
+    return value
+
+
+def boolean(query: Mapping[str, str], name: str) -> bool:
+    raw = query.get(name)
+    if raw is None:
+        return False
+    lowered = raw.lower()
+    if lowered in ("1", "true", "yes", ""):
+        return True
+    if lowered in ("0", "false", "no"):
+        return False
+    raise InvalidParameter(f"{name} must be true or false", parameter=name)
+
+
+def text(query: Mapping[str, str], name: str) -> str | None:
+    raw = query.get(name)
+    if raw is not None and len(raw) > MAX_PARAM_LENGTH:
+        raise InvalidParameter(f"{name} is longer than {MAX_PARAM_LENGTH} characters",
+                               parameter=name)
+    return raw
+
+
+def sort_spec(query: Mapping[str, str], name: str = "sort") -> tuple[tuple[str, bool], ...]:
+    """`sort=-created,title` -> (("created", True), ("title", False))."""
+    raw = text(query, name)
+    if not raw:
+        return ()
+    out = []
+    for part in raw.split(","):
+        part = part.strip()
+        descending = part.startswith("-")
+        field = part.lstrip("+-")
+        if not field:
+            raise InvalidParameter(f"{name} has an empty field name", parameter=name)
+        out.append((field, descending))
+    return tuple(out)

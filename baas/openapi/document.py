@@ -1,0 +1,269 @@
+"""The OpenAPI 3.1 document, generated from the live schema (one set of schemas per collection).
+
+Cached per schema version; hidden fields never appear, exactly as they never appear in records.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from baas.schema.cache import SchemaCache
+from baas.schema.fields import TYPES
+from baas.schema.models import Collection, Field
+
+_JSON_TYPES = {
+    "text": {"type": "string"},
+    "email": {"type": "string", "format": "email"},
+    "url": {"type": "string", "format": "uri"},
+    "integer": {"type": "integer", "format": "int64"},
+    "number": {"type": "number", "format": "double"},
+    "bool": {"type": "boolean"},
+    "datetime": {"type": "string", "format": "date-time"},
+    "date": {"type": "string", "format": "date"},
+    "json": {},
+    "select": {"type": "string"},
+    "relation": {"type": "string", "format": "uuid"},
+    "file": {"type": "string"},
+}
+_ERROR_CODES = {
+    "400": "Invalid request (see error.code and error.fields)",
+    "401": "Missing or invalid credentials",
+    "403": "Not allowed",
+    "404": "Not found",
+    "409": "Conflict (unique value taken, record still referenced, concurrent change)",
+    "413": "Body too large",
+    "415": "Body is not JSON",
+    "503": "Database unavailable or too slow; retry",
+}
+
+
+def openapi_document(cache: SchemaCache, base_url: str, version: str) -> dict[str, Any]:
+    return cache.memo(("openapi", base_url), lambda: _build(cache, base_url, version))
+
+
+def _build(cache: SchemaCache, base_url: str, version: str) -> dict[str, Any]:
+    schemas: dict[str, Any] = {"Error": _error_schema()}
+    paths: dict[str, Any] = {}
+    for c in cache.schema.collections:
+        title = _title(c.name)
+        schemas[title] = _record_schema(c)
+        schemas[f"{title}Write"] = _write_schema(c)
+        schemas[f"{title}Page"] = _page_schema(title)
+        paths.update(_collection_paths(c, title))
+    paths["/api/batch"] = {"post": _batch_operation()}
+    paths["/api/health"] = {"get": _simple("Liveness: the process is up", "health")}
+    paths["/api/health/ready"] = {"get": _simple("Readiness: the database answers", "ready")}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "baas API",
+            "version": f"{version}+schema.{cache.version}",
+            "description": "Records API generated from the live schema.",
+        },
+        "servers": [{"url": base_url}],
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "responses": {
+                code: {"description": text, "content": _json({"$ref": "#/components/schemas/Error"})}
+                for code, text in _ERROR_CODES.items()
+            },
+        },
+        "security": [{"bearer": []}],
+    }
+
+
+def _title(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_")) or name
+
+
+def _field_schema(f: Field) -> dict[str, Any]:
+    base: dict[str, Any] = dict(_JSON_TYPES[f.type])
+    if f.type == "select":
+        base["enum"] = list(f.values)
+    if TYPES[f.type].length_bounds:
+        if f.min is not None:
+            base["minLength"] = int(f.min)
+        if f.max is not None:
+            base["maxLength"] = int(f.max)
+    elif f.type in ("integer", "number") and not f.multiple:
+        if f.min is not None:
+            base["minimum"] = f.min
+        if f.max is not None:
+            base["maximum"] = f.max
+    if f.pattern:
+        base["pattern"] = f.pattern
+    if f.multiple:
+        base = {"type": "array", "items": base, "uniqueItems": True}
+        if f.min is not None:
+            base["minItems"] = int(f.min)
+        if f.max is not None:
+            base["maxItems"] = int(f.max)
+    elif not f.not_null and f.type != "json":
+        base = {"anyOf": [base, {"type": "null"}]}
+    if f.default is not None and not f.default.is_now:
+        base["default"] = f.default.value
+    return base
+
+
+def _record_schema(c: Collection) -> dict[str, Any]:
+    properties: dict[str, Any] = {
+        "id": {"type": "string", "format": "uuid", "readOnly": True},
+        "created": {"type": "string", "format": "date-time", "readOnly": True},
+        "updated": {"type": "string", "format": "date-time", "readOnly": True},
+    }
+    for f in c.fields:
+        if not f.hidden:
+            properties[f.name] = _field_schema(f)
+    return {"type": "object", "properties": properties, "required": list(properties)}
+
+
+def _write_schema(c: Collection) -> dict[str, Any]:
+    properties: dict[str, Any] = {
+        "id": {"type": "string", "format": "uuid",
+               "description": "Optional on create: a client-chosen id"},
+    }
+    for f in c.fields:
+        if f.type != "file":
+            properties[f.name] = _field_schema(f)
+    required = [f.name for f in c.fields if f.required and f.default is None and f.type != "file"]
+    schema: dict[str, Any] = {"type": "object", "properties": properties,
+                              "additionalProperties": False}
+    if required:
+        schema["description"] = "Required on create: " + ", ".join(required)
+    return schema
+
+
+def _page_schema(title: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "items": {"type": "array", "items": {"$ref": f"#/components/schemas/{title}"}},
+            "page": {"type": "integer"},
+            "per_page": {"type": "integer"},
+            "total": {"type": ["integer", "null"]},
+            "next_cursor": {"type": ["string", "null"]},
+        },
+        "required": ["items", "page", "per_page", "total", "next_cursor"],
+    }
+
+
+def _error_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "error": {
+                "type": "object",
+                "properties": {
+                    "code": {"type": "string"},
+                    "message": {"type": "string"},
+                    "request_id": {"type": "string"},
+                    "fields": {
+                        "type": "object",
+                        "additionalProperties": {
+                            "type": "object",
+                            "properties": {"code": {"type": "string"},
+                                           "message": {"type": "string"}},
+                        },
+                    },
+                },
+                "required": ["code", "message"],
+            }
+        },
+        "required": ["error"],
+    }
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _errors(*codes: str) -> dict[str, Any]:
+    return {code: {"$ref": f"#/components/responses/{code}"} for code in codes}
+
+
+_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
+_LIST_PARAMETERS = [
+    {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+    {"name": "per_page", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+    {"name": "sort", "in": "query", "schema": {"type": "string"},
+     "description": "Comma-separated fields, '-' for descending, e.g. -created,title"},
+    {"name": "skip_total", "in": "query", "schema": {"type": "boolean"}},
+    {"name": "cursor", "in": "query", "schema": {"type": "string"},
+     "description": "next_cursor of the previous page (keyset pagination)"},
+]
+
+
+def _collection_paths(c: Collection, title: str) -> dict[str, Any]:
+    base = f"/api/collections/{c.name}/records"
+    record = {"content": _json(_ref(title))}
+    body = {"required": True, "content": _json(_ref(f"{title}Write"))}
+    tag = [c.name]
+    return {
+        base: {
+            "get": {"operationId": f"list{title}", "tags": tag, "summary": f"List {c.name}",
+                    "parameters": _LIST_PARAMETERS,
+                    "responses": {"200": {"description": "A page of records",
+                                          "content": _json(_ref(f"{title}Page"))},
+                                  **_errors("400", "401", "403", "404", "503")}},
+            "post": {"operationId": f"create{title}", "tags": tag, "summary": f"Create a {c.name} record",
+                     "requestBody": body,
+                     "responses": {"201": {"description": "Created", **record},
+                                   **_errors("400", "401", "403", "404", "409", "413", "415")}},
+        },
+        f"{base}/{{id}}": {
+            "parameters": [_ID],
+            "get": {"operationId": f"get{title}", "tags": tag, "summary": f"Get a {c.name} record",
+                    "responses": {"200": {"description": "The record", **record},
+                                  **_errors("401", "403", "404")}},
+            "patch": {"operationId": f"update{title}", "tags": tag,
+                      "summary": f"Update fields of a {c.name} record", "requestBody": body,
+                      "responses": {"200": {"description": "Updated", **record},
+                                    **_errors("400", "401", "403", "404", "409")}},
+            "put": {"operationId": f"upsert{title}", "tags": tag,
+                    "summary": f"Create or update the {c.name} record with this id",
+                    "requestBody": body,
+                    "responses": {"200": {"description": "Updated", **record},
+                                  "201": {"description": "Created", **record},
+                                  **_errors("400", "401", "403", "409")}},
+            "delete": {"operationId": f"delete{title}", "tags": tag,
+                       "summary": f"Delete a {c.name} record",
+                       "responses": {"204": {"description": "Deleted"},
+                                     **_errors("401", "403", "404", "409")}},
+        },
+    }
+
+
+def _batch_operation() -> dict[str, Any]:
+    op = {
+        "type": "object",
+        "properties": {
+            "op": {"enum": ["create", "update", "upsert", "delete"]},
+            "collection": {"type": "string"},
+            "id": {"type": "string", "format": "uuid"},
+            "body": {"type": "object"},
+        },
+        "required": ["op", "collection"],
+    }
+    return {
+        "operationId": "batch",
+        "summary": "Run several writes in one transaction (all or nothing)",
+        "requestBody": {"required": True, "content": _json({
+            "type": "object", "properties": {"operations": {"type": "array", "items": op}},
+            "required": ["operations"]})},
+        "responses": {"200": {"description": "One result per operation", "content": _json({
+            "type": "object", "properties": {"results": {"type": "array", "items": {
+                "type": "object", "properties": {"status": {"type": "integer"},
+                                                 "body": {"type": "object"}}}}}})},
+            **_errors("400", "401", "403", "404", "409", "413")},
+    }
+
+
+def _simple(summary: str, operation_id: str) -> dict[str, Any]:
+    return {"operationId": operation_id, "summary": summary, "security": [],
+            "responses": {"200": {"description": "OK"}, "503": {"description": "Not ready"}}}

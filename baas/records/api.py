@@ -1,0 +1,98 @@
+"""HTTP routes for records: /api/collections/{collection}/records[/{id}] and /api/batch."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from baas.http import list_params
+from baas.http.request import context, identity, read_json
+from baas.http.responses import json_response, no_content
+from baas.records import service
+from baas.records.service import ListParams
+
+LIST_PARAMS = ("page", "per_page", "sort", "skip_total", "cursor")
+
+
+def _list_params(request: Request) -> ListParams:
+    settings = context(request).settings
+    query = request.query_params
+    list_params.reject_unknown(query, LIST_PARAMS)
+    return ListParams(
+        page=list_params.bounded_int(query, "page", 1, 1, 10**9),
+        per_page=list_params.bounded_int(
+            query, "per_page", settings.default_per_page, 1, settings.max_per_page
+        ),
+        sort=list_params.sort_spec(query),
+        skip_total=list_params.boolean(query, "skip_total"),
+        cursor=list_params.text(query, "cursor"),
+    )
+
+
+async def list_records(request: Request) -> Response:
+    page = await service.list_records(
+        context(request), identity(request), request.path_params["collection"], _list_params(request)
+    )
+    return json_response({
+        "items": page.items,
+        "page": page.page,
+        "per_page": page.per_page,
+        "total": page.total,
+        "next_cursor": page.next_cursor,
+    })
+
+
+async def get_record(request: Request) -> Response:
+    p = request.path_params
+    record = await service.get_record(context(request), identity(request), p["collection"], p["id"])
+    return json_response(record)
+
+
+async def create_record(request: Request) -> Response:
+    body = await read_json(request)
+    record = await service.create_record(
+        context(request), identity(request), request.path_params["collection"], body
+    )
+    return json_response(record, status=201)
+
+
+async def update_record(request: Request) -> Response:
+    p = request.path_params
+    body = await read_json(request)
+    record = await service.update_record(
+        context(request), identity(request), p["collection"], p["id"], body
+    )
+    return json_response(record)
+
+
+async def upsert_record(request: Request) -> Response:
+    p = request.path_params
+    body = await read_json(request)
+    record, created = await service.upsert_record(
+        context(request), identity(request), p["collection"], p["id"], body
+    )
+    return json_response(record, status=201 if created else 200)
+
+
+async def delete_record(request: Request) -> Response:
+    p = request.path_params
+    await service.delete_record(context(request), identity(request), p["collection"], p["id"])
+    return no_content()
+
+
+async def batch(request: Request) -> Response:
+    body = await read_json(request)
+    results = await service.batch(context(request), identity(request), body)
+    return json_response({"results": results})
+
+
+routes = [
+    Route("/api/collections/{collection}/records/{id}", get_record, methods=["GET"]),
+    Route("/api/collections/{collection}/records", list_records, methods=["GET"]),
+    Route("/api/collections/{collection}/records", create_record, methods=["POST"]),
+    Route("/api/collections/{collection}/records/{id}", update_record, methods=["PATCH"]),
+    Route("/api/collections/{collection}/records/{id}", upsert_record, methods=["PUT"]),
+    Route("/api/collections/{collection}/records/{id}", delete_record, methods=["DELETE"]),
+    Route("/api/batch", batch, methods=["POST"]),
+]

@@ -1,0 +1,101 @@
+"""Collections as data: the frozen model every other layer reads the schema from.
+
+A `Schema` holds `Collection`s, each with `Field`s and `Index`es. Collections and fields carry a
+stable internal `id` (assigned when first applied) that names their database objects (constraints,
+indexes, triggers), so renaming a collection or field renames only its table or column.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+SYSTEM_FIELDS = ("id", "created", "updated")
+ON_DELETE = ("cascade", "set_null", "restrict")
+TABLE_SCHEMA = "public"  # collections are tables here; system tables live in `baas`
+
+
+@dataclass(frozen=True)
+class Default:
+    """A declared default value; `now` is the special value for datetime/date fields."""
+
+    value: Any
+
+    @property
+    def is_now(self) -> bool:
+        return self.value == "now"
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    type: str
+    id: str = ""
+    required: bool = False
+    nullable: bool = True
+    default: Default | None = None
+    unique: bool = False
+    hidden: bool = False
+    min: float | None = None
+    max: float | None = None
+    pattern: str | None = None
+    values: tuple[str, ...] = ()
+    multiple: bool = False
+    collection: str | None = None
+    on_delete: str | None = None
+    max_size: int | None = None
+    mime_types: tuple[str, ...] = ()
+    protected: bool = False
+    thumbs: tuple[str, ...] = ()
+    renamed_from: str | None = field(default=None, compare=False)
+
+    @property
+    def not_null(self) -> bool:
+        """Whether the column is NOT NULL (multi-valued fields are never null, only empty)."""
+        return self.required or not self.nullable or self.multiple
+
+    @property
+    def is_relation(self) -> bool:
+        return self.type == "relation"
+
+
+@dataclass(frozen=True)
+class Index:
+    fields: tuple[str, ...]
+    unique: bool = False
+    id: str = ""
+
+
+@dataclass(frozen=True)
+class Collection:
+    name: str
+    fields: tuple[Field, ...]
+    indexes: tuple[Index, ...] = ()
+    id: str = ""
+    renamed_from: str | None = field(default=None, compare=False)
+
+    def field(self, name: str) -> Field | None:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        return None
+
+    @property
+    def field_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fields)
+
+
+@dataclass(frozen=True)
+class Schema:
+    collections: tuple[Collection, ...] = ()
+    version: int = 0
+
+    def collection(self, name: str) -> Collection | None:
+        for c in self.collections:
+            if c.name == name:
+                return c
+        return None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.collections)

@@ -1,0 +1,158 @@
+"""Schema services: load the live schema, diff a document against it, apply a plan, history.
+
+Applying runs every statement of the plan, the new document and its history row in ONE
+transaction, after checking no other change landed since the plan was made; then it NOTIFYs
+`baas_schema` so every instance reloads. A failing step leaves the schema exactly as it was.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from baas.db.pool import Connection, Database, StatementFailed, execute_checked
+from baas.db.sqltree import render
+from baas.errors import ApiError, Conflict
+from baas.schema import ddl
+from baas.schema.diff import Plan, plan
+from baas.schema.document import parse_document, to_document
+from baas.schema.models import Schema
+
+log = logging.getLogger("baas.schema")
+
+CHANNEL = "baas_schema"
+DDL_STATEMENT_TIMEOUT = "15min"  # index builds on big tables take time; API queries keep theirs
+DDL_LOCK_TIMEOUT = "10s"  # never queue behind a long transaction while blocking every reader
+
+
+class DestructiveChange(ApiError):
+    status, code = 409, "destructive_change"
+
+
+class ApplyFailed(ApiError):
+    status, code = 409, "schema_apply_failed"
+
+
+async def load(db: Database) -> Schema:
+    row = await db.fetchrow("SELECT version, document FROM baas.schema_state WHERE id = 1")
+    if row is None:
+        return Schema()
+    return _from_row(row["version"], row["document"])
+
+
+def _from_row(version: int, document: Any) -> Schema:
+    schema = parse_document(document, stored=True)
+    return Schema(collections=schema.collections, version=version)
+
+
+async def populated_collections(db: Database, schema: Schema) -> frozenset[str]:
+    """Names of the collections that hold at least one record."""
+    out = set()
+    async with db.connection() as conn:
+        for c in schema.collections:
+            if await conn.fetchval(render(ddl.has_rows(c))):
+                out.add(c.name)
+    return frozenset(out)
+
+
+async def diff(db: Database, document: Any) -> Plan:
+    """Validate `document` and plan the change from the live schema to it."""
+    wanted = parse_document(document)
+    live = await load(db)
+    return plan(live, wanted, await populated_collections(db, live))
+
+
+@dataclass(frozen=True)
+class Applied:
+    version: int
+    schema: Schema
+    plan: Plan
+
+
+async def apply(db: Database, change: Plan, *, allow_destructive: bool, applied_by: str) -> Applied:
+    """Apply `change` in one transaction; refuse destructive steps unless allowed."""
+    if change.destructive_steps and not allow_destructive:
+        raise DestructiveChange(
+            "the plan has destructive steps; apply again with allow_destructive to confirm",
+            steps=[s.summary for s in change.destructive_steps],
+        )
+    if change.empty:
+        return Applied(change.base_version, change.schema, change)
+    async with db.transaction() as tx:
+        version = await tx.fetchval(
+            "SELECT version FROM baas.schema_state WHERE id = 1 FOR UPDATE"
+        )
+        if version != change.base_version:
+            raise Conflict(
+                f"the schema changed (now version {version}) since this plan was made against "
+                f"version {change.base_version}; diff again",
+                code="schema_changed",
+            )
+        await tx.execute(f"SET LOCAL statement_timeout = '{DDL_STATEMENT_TIMEOUT}'")
+        await tx.execute(f"SET LOCAL lock_timeout = '{DDL_LOCK_TIMEOUT}'")
+        await _run_steps(tx.conn, change)
+        new_version = version + 1
+        document = to_document(change.schema, with_ids=True)
+        await tx.execute(
+            "UPDATE baas.schema_state SET version = $1, document = $2, updated = now() WHERE id = 1",
+            new_version,
+            document,
+        )
+        await tx.execute(
+            "INSERT INTO baas.schema_history (version, applied_by, plan, document) "
+            "VALUES ($1, $2, $3, $4)",
+            new_version,
+            applied_by,
+            change.to_json(),
+            document,
+        )
+        await tx.execute("SELECT pg_notify($1, $2)", CHANNEL, str(new_version))
+    log.info("schema version %s applied by %s (%d steps)", new_version, applied_by,
+             len(change.steps))
+    schema = Schema(collections=change.schema.collections, version=new_version)
+    return Applied(new_version, schema, change)
+
+
+async def _run_steps(conn: Connection, change: Plan) -> None:
+    for number, step in enumerate(change.steps, 1):
+        for statement in step.statements:
+            try:
+                if statement.expect_zero:
+                    count = await execute_checked(conn, statement.sql, fetch=True)
+                    if count:
+                        raise ApplyFailed(
+                            f"step {number} ({step.summary}): {count} {statement.expect_zero}",
+                            step=number,
+                        )
+                else:
+                    await execute_checked(conn, statement.sql)
+            except StatementFailed as exc:
+                raise ApplyFailed(
+                    f"step {number} ({step.summary}) failed: {exc.message}",
+                    step=number,
+                    sqlstate=exc.sqlstate,
+                ) from None
+
+
+async def history(db: Database, limit: int = 50) -> list[dict[str, Any]]:
+    rows = await db.fetch(
+        "SELECT version, applied_at, applied_by, plan FROM baas.schema_history "
+        "ORDER BY version DESC LIMIT $1",
+        limit,
+    )
+    return [
+        {
+            "version": r["version"],
+            "applied_at": r["applied_at"],
+            "applied_by": r["applied_by"],
+            "plan": r["plan"],
+        }
+        for r in rows
+    ]
+
+
+def document_bytes(schema: Schema) -> bytes:
+    return orjson.dumps(to_document(schema))

@@ -1,0 +1,1 @@
+"""The `baas` command line: serve, init, schema, keys."""

@@ -1,0 +1,56 @@
+"""The `baas` command: serve, init, schema, keys."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from baas.schema.jsonschema import schema_file_jsonschema
+from baas.schema.yamlio import HEADER
+from cli import keys, schema, serve
+
+app = typer.Typer(
+    help="baas: a self-hostable backend on PostgreSQL.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"max_content_width": 120},
+)
+app.command(help=serve.serve.__doc__)(serve.serve)
+app.add_typer(schema.app, name="schema")
+app.add_typer(keys.app, name="keys")
+
+STARTER = HEADER + """\
+# Collections become PostgreSQL tables. Apply with: baas schema apply
+collections:
+  posts:
+    fields:
+      title: {type: text, required: true, max: 200}
+      body: text
+      published: {type: bool, default: false}
+      views: {type: integer, min: 0, default: 0}
+    indexes:
+      - [published, created]
+"""
+
+
+@app.command()
+def init(
+    directory: Path = typer.Argument(Path("."), help="Where to write baas.yaml."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing files."),
+) -> None:
+    """Write a starter baas.yaml and its JSON Schema (for editor validation)."""
+    target = directory / "baas.yaml"
+    if target.exists() and not force:
+        typer.secho(f"{target} exists; use --force to overwrite.", fg="red", err=True)
+        raise typer.Exit(1)
+    directory.mkdir(parents=True, exist_ok=True)
+    target.write_text(STARTER, encoding="utf-8")
+    (directory / "baas.schema.json").write_text(json.dumps(schema_file_jsonschema(), indent=2))
+    typer.echo(f"Wrote {target} and baas.schema.json. Next: baas schema apply && baas serve")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,95 @@
+"""What CLI commands share: settings, logging, and a migrated database (embedded or external)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import typer
+
+from baas.app import pool_options
+from baas.config import Settings, SettingsError
+from baas.db.embedded import EmbeddedError, EmbeddedPostgres
+from baas.db.migrate import migrate
+from baas.db.pool import Database
+from baas.errors import ApiError
+from baas.logs import setup_logging
+
+T = TypeVar("T")
+
+
+def load_settings(overrides: dict[str, Any] | None = None, quiet: bool = True) -> Settings:
+    try:
+        settings = Settings.load(overrides)
+    except SettingsError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(2) from None
+    setup_logging("warning" if quiet else settings.log_level, settings.log_format)
+    return settings
+
+
+@contextlib.contextmanager
+def embedded_if_needed(settings: Settings) -> Any:
+    """Settings with a database URL, starting the embedded PostgreSQL when none is configured."""
+    if not settings.embedded:
+        yield settings
+        return
+    try:
+        pg = EmbeddedPostgres(settings.data_dir)
+        pg.start()
+    except EmbeddedError as exc:
+        typer.secho(f"embedded PostgreSQL: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    try:
+        yield settings.replace(database_url=pg.url)
+    finally:
+        pg.stop()
+
+
+@contextlib.asynccontextmanager
+async def database(settings: Settings) -> AsyncIterator[Database]:
+    options = pool_options(settings)
+    db = await Database.open(settings.database_url, options.__class__(
+        min_size=1, max_size=2, statement_timeout_ms=options.statement_timeout_ms,
+        acquire_timeout_s=options.acquire_timeout_s, command_timeout_s=options.command_timeout_s,
+        application_name="baas-cli"))
+    try:
+        async with db.connection() as conn:
+            await migrate(conn)
+        yield db
+    finally:
+        await db.close()
+
+
+def run_with_db(settings: Settings, action: Callable[[Database], Awaitable[T]]) -> T:
+    """Run `action(db)` against the configured database; ApiErrors become a clean exit."""
+
+    async def main(resolved: Settings) -> T:
+        async with database(resolved) as db:
+            return await action(db)
+
+    with embedded_if_needed(settings) as resolved:
+        try:
+            return asyncio.run(main(resolved))
+        except ApiError as exc:
+            fail(exc)
+        raise AssertionError("unreachable")
+
+
+def fail(exc: ApiError) -> None:
+    typer.secho(f"error: {exc.message}", fg="red", err=True)
+    for problem in exc.details.get("problems", []):
+        typer.secho(f"  - {problem}", fg="red", err=True)
+    for step in exc.details.get("steps", []):
+        typer.secho(f"  - {step}", fg="yellow", err=True)
+    raise typer.Exit(1)
+
+
+def operator() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"

@@ -1,0 +1,99 @@
+"""`baas serve`: start PostgreSQL if embedded, then uvicorn; stop both cleanly on Ctrl-C.
+
+Its options are generated from the settings table, so `--help` lists every setting.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import signal
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+import uvicorn
+
+from baas.app import create_app
+from baas.config import SETTINGS, Setting, Settings
+from cli.runtime import embedded_if_needed, load_settings
+
+log = logging.getLogger("baas")
+
+
+def _loop() -> str:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "asyncio"
+    return "uvloop"
+
+
+def _exit_on_term(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
+def run(settings: Settings) -> None:
+    # uvicorn re-raises SIGTERM once it has shut down; as SystemExit it unwinds through the
+    # embedded PostgreSQL's stop instead of killing the process on the spot.
+    signal.signal(signal.SIGTERM, _exit_on_term)
+    with embedded_if_needed(settings) as resolved:
+        log.info("baas listening on http://%s:%d (public URL %s)", resolved.host, resolved.port,
+                 resolved.base_url)
+        common: dict[str, Any] = dict(
+            host=resolved.host,
+            port=resolved.port,
+            loop=_loop(),
+            http="httptools",
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            proxy_headers=True,
+            forwarded_allow_ips=",".join(resolved.trusted_proxies),
+            timeout_keep_alive=resolved.http_keepalive_s,
+            timeout_graceful_shutdown=10,
+        )
+        if resolved.workers == 1:
+            uvicorn.run(create_app(resolved), **common)
+            return
+        # Workers are separate processes: they rebuild the same settings from the environment.
+        for setting in SETTINGS:
+            value = getattr(resolved, setting.name)
+            os.environ[setting.env] = _env_value(value)
+        uvicorn.run("baas.app:app_from_env", factory=True, workers=resolved.workers, **common)
+
+
+def _env_value(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _option(setting: Setting) -> inspect.Parameter:
+    kind = {int: int, float: float, bool: bool, Path: Path}.get(setting.type, str)
+    default = setting.default
+    shown = ",".join(default) if isinstance(default, list) else default
+    shown = "(none)" if shown in ("", []) else shown
+    if setting.secret and shown != "(none)":
+        shown = "***"
+    help_text = f"{setting.help} (env {setting.env}, default: {shown})"
+    flag = "--" + setting.name.replace("_", "-")
+    decls = [f"{flag}/--no-{setting.name.replace('_', '-')}"] if kind is bool else [flag]
+    return inspect.Parameter(
+        setting.name,
+        inspect.Parameter.KEYWORD_ONLY,
+        default=typer.Option(None, *decls, help=help_text, show_default=False),
+        annotation=Optional[kind],  # noqa: UP045 (typer reads the annotation at runtime)
+    )
+
+
+def serve(**options: Any) -> None:
+    """Start the server (with an embedded PostgreSQL unless BAAS_DATABASE_URL is set)."""
+    settings = load_settings(options, quiet=False)
+    run(settings)
+
+
+serve.__signature__ = inspect.Signature([_option(s) for s in SETTINGS])  # type: ignore[attr-defined]

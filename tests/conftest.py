@@ -1,0 +1,169 @@
+"""Test fixtures: a real PostgreSQL (BAAS_TEST_DATABASE_URL, or an embedded cluster started once
+per run), a fresh database per test cloned from a migrated template, and the app in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+import pytest
+
+from baas.app import create_app
+from baas.config import Settings
+from baas.context import AppContext
+from baas.db.embedded import EmbeddedPostgres
+from baas.db.migrate import migrate
+from baas.db.pool import connect
+
+SERVICE_KEY = "baas_sk_test_0123456789abcdefghijklmnopqrstuvwxyz"
+_counter = itertools.count()
+_created: list[str] = []
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.function):
+            item.add_marker(pytest.mark.anyio)
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> Iterator[str]:
+    """A PostgreSQL server URL whose role may create databases."""
+    external = os.environ.get("BAAS_TEST_DATABASE_URL")
+    if external:
+        yield external
+        return
+    directory = Path(tempfile.mkdtemp(prefix="baas-test-pg-"))
+    pg = EmbeddedPostgres(directory)
+    pg.start()
+    try:
+        yield pg.url
+    finally:
+        pg.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+async def _admin(url: str, *statements: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_server_url: str) -> Iterator[str]:
+    """A migrated database every test database is cloned from."""
+    name = f"baas_tpl_{os.getpid()}"
+    admin_url = with_database(pg_server_url, "postgres")
+    asyncio.run(_admin(admin_url, f"DROP DATABASE IF EXISTS {name}", f"CREATE DATABASE {name}"))
+
+    async def migrate_template() -> None:
+        conn = await connect(with_database(pg_server_url, name))
+        try:
+            await migrate(conn)
+        finally:
+            await conn.close()
+
+    asyncio.run(migrate_template())
+    yield name
+    if os.environ.get("BAAS_TEST_DATABASE_URL"):  # an embedded cluster is simply deleted
+        asyncio.run(_admin(admin_url, *(f"DROP DATABASE IF EXISTS {d} WITH (FORCE)"
+                                        for d in [*_created, name])))
+
+
+@pytest.fixture
+def database_url(pg_server_url: str, template_db: str) -> str:
+    """A fresh, migrated, empty database for this test."""
+    name = f"baas_t_{os.getpid()}_{next(_counter)}"
+    admin_url = with_database(pg_server_url, "postgres")
+    asyncio.run(_admin(admin_url, f"CREATE DATABASE {name} TEMPLATE {template_db}"))
+    _created.append(name)
+    return with_database(pg_server_url, name)
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=database_url,
+        data_dir=tmp_path / "data",
+        db_pool_min=1,
+        db_pool_max=4,
+        access_log=False,
+        service_key=SERVICE_KEY,
+    )
+
+
+def asgi_with_state(app: Any, state: dict[str, Any]) -> Any:
+    """The app as a server would run it: lifespan state copied into each request's scope."""
+
+    async def wrapped(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await app({**scope, "state": dict(state)}, receive, send)
+
+    return wrapped
+
+
+@dataclass
+class RunningApp:
+    asgi: Any
+    ctx: AppContext
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[RunningApp]:
+    """The app with its lifespan running (pool, migrations, schema cache, LISTEN)."""
+    application = create_app(settings)
+    async with application.router.lifespan_context(application) as state:
+        yield RunningApp(asgi_with_state(application, state), state["ctx"])
+
+
+@pytest.fixture
+def ctx(app: RunningApp) -> AppContext:
+    return app.ctx
+
+
+@pytest.fixture
+async def client(app: RunningApp) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app.asgi)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c
+
+
+@pytest.fixture
+async def admin(client: httpx.AsyncClient) -> httpx.AsyncClient:
+    """The same client, authenticated with the service key."""
+    client.headers["Authorization"] = f"Bearer {SERVICE_KEY}"
+    return client
+
+
+async def apply_schema(client: httpx.AsyncClient, document: dict[str, Any],
+                       allow_destructive: bool = False) -> dict[str, Any]:
+    response = await client.post(
+        "/api/admin/schema/apply",
+        json={"document": document, "allow_destructive": allow_destructive},
+        headers={"Authorization": f"Bearer {SERVICE_KEY}"},
+    )
+    assert response.status_code == 200, response.text
+    return response.json()  # type: ignore[no-any-return]
