@@ -97,8 +97,12 @@ async def start(settings: Settings) -> tuple[AppContext, Listener]:
     except BaseException:
         await db.close()
         raise
-    log.info("schema version %d, %d collection(s); pid %d", cache.version,
-             len(cache.schema.collections), os.getpid())
+    log.info(
+        "schema version %d, %d collection(s); pid %d",
+        cache.version,
+        len(cache.schema.collections),
+        os.getpid(),
+    )
     return ctx, listener
 
 
@@ -147,15 +151,18 @@ def create_app(settings: Settings) -> Starlette:
         )
     ]
     if settings.cors_origins:
-        middleware.insert(0, Middleware(
-            CORSMiddleware,
-            allow_origins=list(settings.cors_origins),
-            allow_credentials=False,  # bearer tokens, never cookies: nothing to share
-            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-            allow_headers=["authorization", "content-type", "x-request-id"],
-            expose_headers=["x-request-id"],
-            max_age=600,
-        ))
+        middleware.insert(
+            0,
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_origins),
+                allow_credentials=False,  # bearer tokens, never cookies: nothing to share
+                allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+                allow_headers=["authorization", "content-type", "x-request-id"],
+                expose_headers=["x-request-id"],
+                max_age=600,
+            ),
+        )
     app = Starlette(
         routes=[
             *records_api.routes,
@@ -193,8 +200,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     rid = request_id(request)
-    log.error("unhandled error in %s %s (request %s)", request.method, request.url.path, rid,
-              exc_info=exc)
+    log.error(
+        "unhandled error in %s %s (request %s)", request.method, request.url.path, rid, exc_info=exc
+    )
     return json_response(internal_error_body(rid), status=500)
 
 

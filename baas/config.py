@@ -1,4 +1,4 @@
-"""Bootstrap settings: one frozen object built once from defaults, `.env`, `BAAS_*` env and CLI flags.
+"""Bootstrap settings: one frozen object built from defaults, `.env`, `BAAS_*` env and CLI flags.
 
 Every setting is declared once in `SETTINGS` as (name, type, default, help); the CLI builds its
 `baas serve` options from the same table, so `--help` always lists all of them with their defaults.

@@ -13,12 +13,17 @@ app = typer.Typer(help="Service API keys for servers and CI.", no_args_is_help=T
 
 
 @app.command()
-def create(name: str = typer.Argument(..., help="What the key is for, e.g. 'ci' or 'backend'.")) -> None:
+def create(
+    name: str = typer.Argument(..., help="What the key is for, e.g. 'ci' or 'backend'."),
+) -> None:
     """Create a key and print it once (only its hash is kept)."""
     row, key = run_with_db(load_settings(), lambda db: key_service.create_key(db, name))
     typer.echo(key)
-    typer.secho(f"Service key {row['id']} ({name}) created. Store it now: it is not shown again.",
-                fg="green", err=True)
+    typer.secho(
+        f"Service key {row['id']} ({name}) created. Store it now: it is not shown again.",
+        fg="green",
+        err=True,
+    )
 
 
 @app.command("list")

@@ -22,7 +22,9 @@ app.command(help=serve.serve.__doc__)(serve.serve)
 app.add_typer(schema.app, name="schema")
 app.add_typer(keys.app, name="keys")
 
-STARTER = HEADER + """\
+STARTER = (
+    HEADER
+    + """\
 # Collections become PostgreSQL tables. Apply with: baas schema apply
 collections:
   posts:
@@ -34,6 +36,7 @@ collections:
     indexes:
       - [published, created]
 """
+)
 
 
 @app.command()

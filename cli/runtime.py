@@ -52,10 +52,17 @@ def embedded_if_needed(settings: Settings) -> Any:
 @contextlib.asynccontextmanager
 async def database(settings: Settings) -> AsyncIterator[Database]:
     options = pool_options(settings)
-    db = await Database.open(settings.database_url, options.__class__(
-        min_size=1, max_size=2, statement_timeout_ms=options.statement_timeout_ms,
-        acquire_timeout_s=options.acquire_timeout_s, command_timeout_s=options.command_timeout_s,
-        application_name="baas-cli"))
+    db = await Database.open(
+        settings.database_url,
+        options.__class__(
+            min_size=1,
+            max_size=2,
+            statement_timeout_ms=options.statement_timeout_ms,
+            acquire_timeout_s=options.acquire_timeout_s,
+            command_timeout_s=options.command_timeout_s,
+            application_name="baas-cli",
+        ),
+    )
     try:
         async with db.connection() as conn:
             await migrate(conn)

@@ -18,10 +18,13 @@ from baas.schema.jsonschema import schema_file_jsonschema
 from baas.schema.yamlio import dump_yaml, load_yaml
 from cli.runtime import fail, load_settings, operator, run_with_db
 
-app = typer.Typer(help="Manage collections as code: diff, apply, pull, history.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Manage collections as code: diff, apply, pull, history.", no_args_is_help=True
+)
 
-FileOption = typer.Option(None, "--file", "-f", help="Schema file [default: BAAS_SCHEMA_FILE or baas.yaml]")
+FileOption = typer.Option(
+    None, "--file", "-f", help="Schema file [default: BAAS_SCHEMA_FILE or baas.yaml]"
+)
 
 
 def _schema_file(path: Path | None) -> Path:
@@ -85,13 +88,17 @@ def apply(
         if plan.empty:
             return None
         if plan.destructive_steps and not allow_destructive:
-            typer.secho("Refusing destructive steps; re-run with --allow-destructive to confirm.",
-                        fg="red", err=True)
+            typer.secho(
+                "Refusing destructive steps; re-run with --allow-destructive to confirm.",
+                fg="red",
+                err=True,
+            )
             raise typer.Exit(1)
         if not yes and sys.stdin.isatty() and not typer.confirm("Apply these changes?"):
             raise typer.Exit(1)
-        applied = await service.apply(db, plan, allow_destructive=allow_destructive,
-                                      applied_by=operator())
+        applied = await service.apply(
+            db, plan, allow_destructive=allow_destructive, applied_by=operator()
+        )
         return applied.version
 
     version = run_with_db(settings, action)

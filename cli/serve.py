@@ -39,8 +39,12 @@ def run(settings: Settings) -> None:
     # embedded PostgreSQL's stop instead of killing the process on the spot.
     signal.signal(signal.SIGTERM, _exit_on_term)
     with embedded_if_needed(settings) as resolved:
-        log.info("baas listening on http://%s:%d (public URL %s)", resolved.host, resolved.port,
-                 resolved.base_url)
+        log.info(
+            "baas listening on http://%s:%d (public URL %s)",
+            resolved.host,
+            resolved.port,
+            resolved.base_url,
+        )
         common: dict[str, Any] = dict(
             host=resolved.host,
             port=resolved.port,

@@ -4,10 +4,9 @@ per run), a fresh database per test cloned from a migrated template, and the app
 from __future__ import annotations
 
 import asyncio
-import inspect
 import itertools
 import os
-import shutil
+import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -29,12 +28,6 @@ from baas.db.pool import connect
 SERVICE_KEY = "baas_sk_test_0123456789abcdefghijklmnopqrstuvwxyz"
 _counter = itertools.count()
 _created: list[str] = []
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.function):
-            item.add_marker(pytest.mark.anyio)
 
 
 @pytest.fixture(scope="session")
@@ -60,8 +53,9 @@ def pg_server_url() -> Iterator[str]:
     try:
         yield pg.url
     finally:
-        pg.stop()
-        shutil.rmtree(directory, ignore_errors=True)
+        pg.stop(discard=True)
+        # Thousands of files: delete them after pytest has reported, not before.
+        subprocess.Popen(["rm", "-rf", str(directory)], start_new_session=True)
 
 
 async def _admin(url: str, *statements: str) -> None:
@@ -90,8 +84,11 @@ def template_db(pg_server_url: str) -> Iterator[str]:
     asyncio.run(migrate_template())
     yield name
     if os.environ.get("BAAS_TEST_DATABASE_URL"):  # an embedded cluster is simply deleted
-        asyncio.run(_admin(admin_url, *(f"DROP DATABASE IF EXISTS {d} WITH (FORCE)"
-                                        for d in [*_created, name])))
+        asyncio.run(
+            _admin(
+                admin_url, *(f"DROP DATABASE IF EXISTS {d} WITH (FORCE)" for d in [*_created, name])
+            )
+        )
 
 
 @pytest.fixture
@@ -158,8 +155,9 @@ async def admin(client: httpx.AsyncClient) -> httpx.AsyncClient:
     return client
 
 
-async def apply_schema(client: httpx.AsyncClient, document: dict[str, Any],
-                       allow_destructive: bool = False) -> dict[str, Any]:
+async def apply_schema(
+    client: httpx.AsyncClient, document: dict[str, Any], allow_destructive: bool = False
+) -> dict[str, Any]:
     response = await client.post(
         "/api/admin/schema/apply",
         json={"document": document, "allow_destructive": allow_destructive},
@@ -167,3 +165,12 @@ async def apply_schema(client: httpx.AsyncClient, document: dict[str, Any],
     )
     assert response.status_code == 200, response.text
     return response.json()  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+async def anon(app: RunningApp) -> AsyncIterator[httpx.AsyncClient]:
+    """A second client on the same app that never sends credentials (`client` is shared with
+    `admin`, so once a test asks for `admin` every request through `client` is authenticated)."""
+    transport = httpx.ASGITransport(app=app.asgi)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c

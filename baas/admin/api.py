@@ -53,7 +53,7 @@ def _as_mapping(doc: Any) -> dict[str, Any]:
 
 def _document(body: Any) -> Any:
     if not isinstance(body, dict) or "document" not in body:
-        raise InvalidParameter("send {\"document\": {\"collections\": {...}}}", code="invalid_body")
+        raise InvalidParameter('send {"document": {"collections": {...}}}', code="invalid_body")
     return body["document"]
 
 
@@ -73,8 +73,10 @@ async def apply_schema(request: Request) -> Response:
     if base is not None and base != plan.base_version:
         from baas.errors import Conflict
 
-        raise Conflict(f"the schema is at version {plan.base_version}, not {base}; diff again",
-                       code="schema_changed")
+        raise Conflict(
+            f"the schema is at version {plan.base_version}, not {base}; diff again",
+            code="schema_changed",
+        )
     applied = await schema_service.apply(
         ctx.db, plan, allow_destructive=body.get("allow_destructive") is True, applied_by=who.label
     )
@@ -98,7 +100,7 @@ async def create_key(request: Request) -> Response:
     body = await read_json(request)
     name = body.get("name") if isinstance(body, dict) else None
     if not isinstance(name, str) or not 0 < len(name) <= 100 or "\x00" in name:
-        raise InvalidParameter("send {\"name\": \"...\"} (1-100 characters)", code="invalid_body")
+        raise InvalidParameter('send {"name": "..."} (1-100 characters)', code="invalid_body")
     row, key = await keys.create_key(context(request).db, name)
     return json_response({**row, "key": key}, status=201)
 

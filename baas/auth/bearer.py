@@ -6,6 +6,7 @@ to anonymous, so a client with an expired or mistyped credential finds out at on
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from typing import Any
 
 from baas.auth.identity import ANONYMOUS, Identity
@@ -15,14 +16,15 @@ from baas.errors import Unauthorized
 MAX_TOKEN_LENGTH = 4096
 
 
-def authenticate(scope: dict[str, Any], header: str | None) -> Identity:
+def authenticate(scope: MutableMapping[str, Any], header: str | None) -> Identity:
     if header is None:
         return ANONYMOUS
     scheme, _, token = header.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token or len(token) > MAX_TOKEN_LENGTH:
-        raise Unauthorized("send credentials as 'Authorization: Bearer <token>'",
-                           code="invalid_token")
+        raise Unauthorized(
+            "send credentials as 'Authorization: Bearer <token>'", code="invalid_token"
+        )
     ctx = scope["state"]["ctx"]
     if token.startswith(PREFIX):
         found = ctx.keys.identify(token)

@@ -45,9 +45,7 @@ class KeyRing:
         return None
 
     async def reload(self, db: Database) -> None:
-        rows = await db.fetch(
-            "SELECT id, name, hash FROM baas.service_keys WHERE revoked IS NULL"
-        )
+        rows = await db.fetch("SELECT id, name, hash FROM baas.service_keys WHERE revoked IS NULL")
         self._keys = {
             bytes(r["hash"]): Identity("service", id=r["id"], name=r["name"]) for r in rows
         }

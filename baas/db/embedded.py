@@ -1,9 +1,10 @@
 """Embedded PostgreSQL: a private cluster in <data_dir>/pg, reachable only through a unix socket.
 
-Binaries come from the `pgserver` wheel (PostgreSQL inside a PyPI package), else from `initdb`/`pg_ctl`
-on PATH. Every baas process that uses the cluster holds a shared lock on <data_dir>/pg.lock; the
-last one to leave stops PostgreSQL. A server killed with -9 leaves PostgreSQL running; the next start
-adopts it (or, if PostgreSQL died too, starts it again and PostgreSQL recovers from its WAL).
+Binaries come from the `pgserver` wheel (PostgreSQL inside a PyPI package), else from
+`initdb`/`pg_ctl` on PATH. Every baas process that uses the cluster holds a shared lock on
+<data_dir>/pg.lock; the last one to leave stops PostgreSQL. A server killed with -9 leaves
+PostgreSQL running; the next start adopts it (or, if PostgreSQL died too, starts it again and
+PostgreSQL recovers from its WAL).
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def find_binaries() -> Binaries:
 
 
 class EmbeddedPostgres:
-    """One embedded cluster. Use as a context manager: `with EmbeddedPostgres(dir) as pg: pg.url`."""
+    """One embedded cluster; as a context manager: `with EmbeddedPostgres(dir) as pg: pg.url`."""
 
     def __init__(self, data_dir: Path, binaries: Binaries | None = None) -> None:
         self.data_dir = data_dir.resolve()
@@ -111,8 +112,11 @@ class EmbeddedPostgres:
             self.socket_dir,
         )
 
-    def stop(self) -> None:
-        """Release the usage lock; the last user stops PostgreSQL (fast shutdown)."""
+    def stop(self, *, discard: bool = False) -> None:
+        """Release the usage lock; the last user stops PostgreSQL.
+
+        A fast shutdown checkpoints; `discard=True` (for throwaway clusters, e.g. tests) skips that.
+        """
         if self._usage_fd is None:
             return
         with self._start_lock():
@@ -122,7 +126,8 @@ class EmbeddedPostgres:
             except BlockingIOError:
                 last = False
             if last and self._running():
-                self._pg_ctl("stop", "-m", "fast", "-w", "-t", "60")
+                mode = "immediate" if discard else "fast"
+                self._pg_ctl("stop", "-m", mode, "-w", "-t", "60")
                 log.info("embedded PostgreSQL stopped")
             os.close(self._usage_fd)
             self._usage_fd = None
@@ -183,12 +188,12 @@ class EmbeddedPostgres:
         if not psql.is_file():
             raise EmbeddedError(f"psql not found next to {self.binaries.pg_ctl}")
         base = [str(psql), "-h", str(self.socket_dir), "-p", str(_PORT), "-U", SUPERUSER]
-        query = base + ["-d", "postgres", "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'"]
-        found = self._run(query)
+        exists = "SELECT 1 FROM pg_database WHERE datname = 'baas'"  # DATABASE, a constant
+        found = self._run([*base, "-d", "postgres", "-tAc", exists])
         if found.returncode != 0:
             raise EmbeddedError(f"embedded PostgreSQL is not answering: {found.stderr.strip()}")
         if found.stdout.strip() != "1":
-            created = self._run(base + ["-d", "postgres", "-c", f"CREATE DATABASE {DATABASE}"])
+            created = self._run([*base, "-d", "postgres", "-c", f"CREATE DATABASE {DATABASE}"])
             if created.returncode != 0:
                 raise EmbeddedError(f"could not create database: {created.stderr.strip()}")
 

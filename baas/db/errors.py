@@ -17,8 +17,16 @@ from baas.errors import ApiError, BadRequest, Conflict, InvalidValue, ServiceUna
 class DatabaseError(ApiError):
     """A PostgreSQL error translated to an API error; keeps what PostgreSQL named."""
 
-    def __init__(self, message: str, *, sqlstate: str = "", constraint: str = "",
-                 column: str = "", table: str = "", **kw: Any) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        sqlstate: str = "",
+        constraint: str = "",
+        column: str = "",
+        table: str = "",
+        **kw: Any,
+    ) -> None:
         super().__init__(message, **kw)
         self.sqlstate = sqlstate
         self.constraint = constraint
@@ -77,11 +85,15 @@ def translate(exc: BaseException) -> ApiError | UnexpectedDatabaseError:
     if isinstance(exc, asyncpg.PostgresError):
         return _from_postgres(exc)
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
-        return ServiceUnavailable("the database did not answer in time", code="database_timeout",
-                                  headers={"Retry-After": "1"})
+        return ServiceUnavailable(
+            "the database did not answer in time",
+            code="database_timeout",
+            headers={"Retry-After": "1"},
+        )
     if isinstance(exc, (OSError, asyncpg.InterfaceError, asyncpg.ConnectionDoesNotExistError)):
-        return ServiceUnavailable("the database is unavailable", code="database_unavailable",
-                                  headers={"Retry-After": "1"})
+        return ServiceUnavailable(
+            "the database is unavailable", code="database_unavailable", headers={"Retry-After": "1"}
+        )
     return UnexpectedDatabaseError(repr(exc))
 
 
@@ -103,8 +115,8 @@ def _from_postgres(exc: asyncpg.PostgresError) -> ApiError | UnexpectedDatabaseE
         return CheckViolation("a value is not allowed", **names)
     if state in _BY_SQLSTATE:
         cls, code, message = _BY_SQLSTATE[state]
-        extra = {"headers": {"Retry-After": "1"}} if cls is ServiceUnavailable else {}
-        return cls(message, code=code, **extra)
+        headers = {"Retry-After": "1"} if cls is ServiceUnavailable else None
+        return cls(message, code=code, headers=headers)
     if state.startswith("08"):
         return ServiceUnavailable("the database is unavailable", code="database_unavailable")
     return UnexpectedDatabaseError(f"{type(exc).__name__} {state}: {exc}")

@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from baas.db.pool import Connection, PoolOptions, connect
 
 log = logging.getLogger("baas.db.listener")
 
-Handler = Callable[[str], Awaitable[None]]
+Handler = Callable[[str], Coroutine[Any, Any, None]]
 OnConnect = Callable[[], Awaitable[None]]
 
 

@@ -112,7 +112,7 @@ class Database:
     async def connection(self) -> AsyncIterator[Connection]:
         with translating():
             async with self.pool.acquire(timeout=self.options.acquire_timeout_s) as conn:
-                yield conn
+                yield conn  # type: ignore[misc]  # a pool proxy behaves as a Connection
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:

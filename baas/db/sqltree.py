@@ -60,7 +60,7 @@ def render(node: exp.Expression) -> str:
 @functools.lru_cache(maxsize=256)
 def _parsed(sql: str) -> exp.Expression:
     tree = sqlglot.parse_one(sql, read=DIALECT)
-    assert tree is not None
+    assert isinstance(tree, exp.Expression)
     return tree
 
 
@@ -90,9 +90,10 @@ def template(sql: str, **nodes: exp.Expression | str) -> exp.Expression:
 
 
 def _key(node: Any) -> str | None:
-    if isinstance(node, exp.Identifier) and node.this.startswith(_PREFIX):
-        key = node.this[len(_PREFIX):]
-        return key
+    if isinstance(node, exp.Identifier):
+        name = str(node.this)
+        if name.startswith(_PREFIX):
+            return name[len(_PREFIX) :]
     return None
 
 

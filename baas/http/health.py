@@ -1,4 +1,4 @@
-"""Health endpoints: liveness (the process answers) and readiness (the database answers, durably)."""
+"""Health endpoints: liveness (the process answers), readiness (the database answers, durably)."""
 
 from __future__ import annotations
 

@@ -48,8 +48,9 @@ def boolean(query: Mapping[str, str], name: str) -> bool:
 def text(query: Mapping[str, str], name: str) -> str | None:
     raw = query.get(name)
     if raw is not None and len(raw) > MAX_PARAM_LENGTH:
-        raise InvalidParameter(f"{name} is longer than {MAX_PARAM_LENGTH} characters",
-                               parameter=name)
+        raise InvalidParameter(
+            f"{name} is longer than {MAX_PARAM_LENGTH} characters", parameter=name
+        )
     return raw
 
 

@@ -23,7 +23,7 @@ from baas.http.responses import dumps
 
 access_log = logging.getLogger("baas.access")
 
-Authenticate = Callable[[Scope, str | None], Identity]
+Authenticate = Callable[[Scope, str | None], Identity]  # Scope: a MutableMapping
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
@@ -72,8 +72,9 @@ class RequestMiddleware:
             await self.app(scope, self._limited(receive), send_with_headers)
         if self.log_requests:
             elapsed = (time.perf_counter() - started) * 1000
-            access_log.info("%s %s %s %.1fms %s", scope["method"], scope["path"], status,
-                            elapsed, request_id)
+            access_log.info(
+                "%s %s %s %.1fms %s", scope["method"], scope["path"], status, elapsed, request_id
+            )
 
     def _limited(self, receive: Receive) -> Receive:
         remaining = self.max_body_bytes
@@ -111,7 +112,7 @@ def _security_headers(https: bool) -> list[tuple[bytes, bytes]]:
 def _request_id(scope: Scope) -> str:
     for name, value in scope["headers"]:
         if name == b"x-request-id":
-            candidate = value.decode("latin-1")
+            candidate: str = value.decode("latin-1")
             if _REQUEST_ID.fullmatch(candidate):
                 return candidate
     return uuid.uuid4().hex
@@ -120,15 +121,15 @@ def _request_id(scope: Scope) -> str:
 def _authorization(scope: Scope) -> str | None:
     for name, value in scope["headers"]:
         if name == b"authorization":
-            return value.decode("latin-1")
+            header: str = value.decode("latin-1")
+            return header
     return None
 
 
 def _check_declared_length(scope: Scope, limit: int) -> None:
     for name, value in scope["headers"]:
-        if name == b"content-length":
-            if not value.isdigit() or int(value) > limit:
-                raise _too_large(limit)
+        if name == b"content-length" and (not value.isdigit() or int(value) > limit):
+            raise _too_large(limit)
 
 
 def _too_large(limit: int) -> PayloadTooLarge:
@@ -137,8 +138,10 @@ def _too_large(limit: int) -> PayloadTooLarge:
 
 async def _send_error(send: Send, exc: ApiError, request_id: str) -> None:
     body = dumps(error_body(exc, request_id))
-    headers: list[Any] = [(b"content-type", b"application/json"),
-                          (b"content-length", str(len(body)).encode())]
+    headers: list[Any] = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
     headers += [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
     await send({"type": "http.response.start", "status": exc.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

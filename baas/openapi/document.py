@@ -5,6 +5,7 @@ Cached per schema version; hidden fields never appear, exactly as they never app
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from baas.schema.cache import SchemaCache
@@ -46,8 +47,9 @@ def _build(cache: SchemaCache, base_url: str, version: str) -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for c in cache.schema.collections:
         title = _title(c.name)
-        schemas[title] = _record_schema(c)
-        schemas[f"{title}Write"] = _write_schema(c)
+        schemas[f"{title}Record"] = _record_schema(c)
+        schemas[f"{title}Create"] = _write_schema(c, creating=True)
+        schemas[f"{title}Update"] = _write_schema(c, creating=False)
         schemas[f"{title}Page"] = _page_schema(title)
         paths.update(_collection_paths(c, title))
     paths["/api/batch"] = {"post": _batch_operation()}
@@ -66,7 +68,10 @@ def _build(cache: SchemaCache, base_url: str, version: str) -> dict[str, Any]:
             "schemas": schemas,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "responses": {
-                code: {"description": text, "content": _json({"$ref": "#/components/schemas/Error"})}
+                code: {
+                    "description": text,
+                    "content": _json({"$ref": "#/components/schemas/Error"}),
+                }
                 for code, text in _ERROR_CODES.items()
             },
         },
@@ -75,36 +80,69 @@ def _build(cache: SchemaCache, base_url: str, version: str) -> dict[str, Any]:
 
 
 def _title(name: str) -> str:
-    return "".join(part.capitalize() for part in name.split("_")) or name
+    """PascalCase, one to one: `_x` becomes `X`, other underscores stay (foo_1 -> Foo_1).
+
+    Collection names hold no capitals, so no two collections share a title, and since every
+    component name ends in Record, Create, Update or Page, none collides with another (or Error).
+    """
+    return _WORD_START.sub(lambda m: m[1].upper(), name[:1].upper() + name[1:])
 
 
-def _field_schema(f: Field) -> dict[str, Any]:
-    base: dict[str, Any] = dict(_JSON_TYPES[f.type])
-    if f.type == "select":
-        base["enum"] = list(f.values)
-    if TYPES[f.type].length_bounds:
-        if f.min is not None:
-            base["minLength"] = int(f.min)
-        if f.max is not None:
-            base["maxLength"] = int(f.max)
-    elif f.type in ("integer", "number") and not f.multiple:
-        if f.min is not None:
-            base["minimum"] = f.min
-        if f.max is not None:
-            base["maximum"] = f.max
-    if f.pattern:
-        base["pattern"] = f.pattern
-    if f.multiple:
-        base = {"type": "array", "items": base, "uniqueItems": True}
-        if f.min is not None:
-            base["minItems"] = int(f.min)
-        if f.max is not None:
-            base["maxItems"] = int(f.max)
-    elif not f.not_null and f.type != "json":
-        base = {"anyOf": [base, {"type": "null"}]}
+_WORD_START = re.compile(r"_([a-z])")
+_NOT_NULL_JSON = {"type": ["object", "array", "string", "number", "boolean"]}
+
+
+def _field_schema(f: Field, writing: bool = False) -> dict[str, Any]:
+    """A field's value in a record (or, `writing`, in a request body)."""
+    nullable = (writing and not f.required) if f.multiple else not f.not_null
+    if f.type == "json" and nullable:
+        schema: dict[str, Any] = {}
+    else:
+        schema = _list_schema(f) if f.multiple else _value_schema(f)
+        if nullable:
+            schema = {"anyOf": [schema, {"type": "null"}]}
     if f.default is not None and not f.default.is_now:
-        base["default"] = f.default.value
-    return base
+        schema["default"] = f.default.value
+    return schema
+
+
+def _value_schema(f: Field) -> dict[str, Any]:
+    """One value, with the bounds `fields.parse_value` enforces."""
+    if f.type == "json":
+        return dict(_NOT_NULL_JSON)
+    schema: dict[str, Any] = dict(_JSON_TYPES[f.type])
+    if f.type == "select":
+        schema["enum"] = list(f.values)
+    if TYPES[f.type].length_bounds and not f.multiple:
+        _bounds(schema, "Length", 1 if f.required else 0, f.min, f.max)
+    elif f.type in ("integer", "number"):
+        if f.min is not None:
+            schema["minimum"] = _plain(f.min)
+        if f.max is not None:
+            schema["maximum"] = _plain(f.max)
+    if f.pattern:
+        schema["pattern"] = f"^(?:{f.pattern})$"  # the server matches the whole text
+    return schema
+
+
+def _list_schema(f: Field) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "array", "items": _value_schema(f), "uniqueItems": True}
+    _bounds(schema, "Items", 1 if f.required else 0, f.min, f.max)
+    return schema
+
+
+def _bounds(
+    schema: dict[str, Any], suffix: str, least: int, low: float | None, high: float | None
+) -> None:
+    low_count = max(least, int(low or 0))
+    if low_count:
+        schema[f"min{suffix}"] = low_count
+    if high is not None:
+        schema[f"max{suffix}"] = int(high)
+
+
+def _plain(value: float) -> float | int:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def _record_schema(c: Collection) -> dict[str, Any]:
@@ -119,19 +157,26 @@ def _record_schema(c: Collection) -> dict[str, Any]:
     return {"type": "object", "properties": properties, "required": list(properties)}
 
 
-def _write_schema(c: Collection) -> dict[str, Any]:
+def _write_schema(c: Collection, creating: bool) -> dict[str, Any]:
+    """A create body (required fields required) or an update body (any subset)."""
     properties: dict[str, Any] = {
-        "id": {"type": "string", "format": "uuid",
-               "description": "Optional on create: a client-chosen id"},
+        "id": {
+            "type": "string",
+            "format": "uuid",
+            "description": "A client-chosen id" if creating else "The record's id (cannot change)",
+        },
     }
     for f in c.fields:
-        if f.type != "file":
-            properties[f.name] = _field_schema(f)
+        if f.type != "file":  # files are uploaded, never written as JSON values
+            properties[f.name] = _field_schema(f, writing=True)
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": properties,
+        "additionalProperties": False,
+    }
     required = [f.name for f in c.fields if f.required and f.default is None and f.type != "file"]
-    schema: dict[str, Any] = {"type": "object", "properties": properties,
-                              "additionalProperties": False}
-    if required:
-        schema["description"] = "Required on create: " + ", ".join(required)
+    if creating and required:
+        schema["required"] = required
     return schema
 
 
@@ -139,7 +184,7 @@ def _page_schema(title: str) -> dict[str, Any]:
     return {
         "type": "object",
         "properties": {
-            "items": {"type": "array", "items": {"$ref": f"#/components/schemas/{title}"}},
+            "items": {"type": "array", "items": _ref(f"{title}Record")},
             "page": {"type": "integer"},
             "per_page": {"type": "integer"},
             "total": {"type": ["integer", "null"]},
@@ -163,8 +208,10 @@ def _error_schema() -> dict[str, Any]:
                         "type": "object",
                         "additionalProperties": {
                             "type": "object",
-                            "properties": {"code": {"type": "string"},
-                                           "message": {"type": "string"}},
+                            "properties": {
+                                "code": {"type": "string"},
+                                "message": {"type": "string"},
+                            },
                         },
                     },
                 },
@@ -191,50 +238,95 @@ _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"
 _LIST_PARAMETERS = [
     {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1}},
     {"name": "per_page", "in": "query", "schema": {"type": "integer", "minimum": 1}},
-    {"name": "sort", "in": "query", "schema": {"type": "string"},
-     "description": "Comma-separated fields, '-' for descending, e.g. -created,title"},
+    {
+        "name": "sort",
+        "in": "query",
+        "schema": {"type": "string"},
+        "description": "Comma-separated fields, '-' for descending, e.g. -created,title",
+    },
     {"name": "skip_total", "in": "query", "schema": {"type": "boolean"}},
-    {"name": "cursor", "in": "query", "schema": {"type": "string"},
-     "description": "next_cursor of the previous page (keyset pagination)"},
+    {
+        "name": "cursor",
+        "in": "query",
+        "schema": {"type": "string"},
+        "description": "next_cursor of the previous page (keyset pagination)",
+    },
 ]
 
 
 def _collection_paths(c: Collection, title: str) -> dict[str, Any]:
     base = f"/api/collections/{c.name}/records"
-    record = {"content": _json(_ref(title))}
-    body = {"required": True, "content": _json(_ref(f"{title}Write"))}
+    record = {"content": _json(_ref(f"{title}Record"))}
+    create = {"required": True, "content": _json(_ref(f"{title}Create"))}
+    update = {"required": True, "content": _json(_ref(f"{title}Update"))}
     tag = [c.name]
     return {
         base: {
-            "get": {"operationId": f"list{title}", "tags": tag, "summary": f"List {c.name}",
-                    "parameters": _LIST_PARAMETERS,
-                    "responses": {"200": {"description": "A page of records",
-                                          "content": _json(_ref(f"{title}Page"))},
-                                  **_errors("400", "401", "403", "404", "503")}},
-            "post": {"operationId": f"create{title}", "tags": tag, "summary": f"Create a {c.name} record",
-                     "requestBody": body,
-                     "responses": {"201": {"description": "Created", **record},
-                                   **_errors("400", "401", "403", "404", "409", "413", "415")}},
+            "get": {
+                "operationId": f"list{title}",
+                "tags": tag,
+                "summary": f"List {c.name}",
+                "parameters": _LIST_PARAMETERS,
+                "responses": {
+                    "200": {
+                        "description": "A page of records",
+                        "content": _json(_ref(f"{title}Page")),
+                    },
+                    **_errors("400", "401", "403", "404", "503"),
+                },
+            },
+            "post": {
+                "operationId": f"create{title}",
+                "tags": tag,
+                "summary": f"Create a {c.name} record",
+                "requestBody": create,
+                "responses": {
+                    "201": {"description": "Created", **record},
+                    **_errors("400", "401", "403", "404", "409", "413", "415"),
+                },
+            },
         },
         f"{base}/{{id}}": {
             "parameters": [_ID],
-            "get": {"operationId": f"get{title}", "tags": tag, "summary": f"Get a {c.name} record",
-                    "responses": {"200": {"description": "The record", **record},
-                                  **_errors("401", "403", "404")}},
-            "patch": {"operationId": f"update{title}", "tags": tag,
-                      "summary": f"Update fields of a {c.name} record", "requestBody": body,
-                      "responses": {"200": {"description": "Updated", **record},
-                                    **_errors("400", "401", "403", "404", "409")}},
-            "put": {"operationId": f"upsert{title}", "tags": tag,
-                    "summary": f"Create or update the {c.name} record with this id",
-                    "requestBody": body,
-                    "responses": {"200": {"description": "Updated", **record},
-                                  "201": {"description": "Created", **record},
-                                  **_errors("400", "401", "403", "409")}},
-            "delete": {"operationId": f"delete{title}", "tags": tag,
-                       "summary": f"Delete a {c.name} record",
-                       "responses": {"204": {"description": "Deleted"},
-                                     **_errors("401", "403", "404", "409")}},
+            "get": {
+                "operationId": f"get{title}",
+                "tags": tag,
+                "summary": f"Get a {c.name} record",
+                "responses": {
+                    "200": {"description": "The record", **record},
+                    **_errors("401", "403", "404"),
+                },
+            },
+            "patch": {
+                "operationId": f"update{title}",
+                "tags": tag,
+                "summary": f"Update fields of a {c.name} record",
+                "requestBody": update,
+                "responses": {
+                    "200": {"description": "Updated", **record},
+                    **_errors("400", "401", "403", "404", "409"),
+                },
+            },
+            "put": {
+                "operationId": f"upsert{title}",
+                "tags": tag,
+                "summary": f"Create or update the {c.name} record with this id",
+                "requestBody": update,
+                "responses": {
+                    "200": {"description": "Updated", **record},
+                    "201": {"description": "Created", **record},
+                    **_errors("400", "401", "403", "409"),
+                },
+            },
+            "delete": {
+                "operationId": f"delete{title}",
+                "tags": tag,
+                "summary": f"Delete a {c.name} record",
+                "responses": {
+                    "204": {"description": "Deleted"},
+                    **_errors("401", "403", "404", "409"),
+                },
+            },
         },
     }
 
@@ -253,17 +345,46 @@ def _batch_operation() -> dict[str, Any]:
     return {
         "operationId": "batch",
         "summary": "Run several writes in one transaction (all or nothing)",
-        "requestBody": {"required": True, "content": _json({
-            "type": "object", "properties": {"operations": {"type": "array", "items": op}},
-            "required": ["operations"]})},
-        "responses": {"200": {"description": "One result per operation", "content": _json({
-            "type": "object", "properties": {"results": {"type": "array", "items": {
-                "type": "object", "properties": {"status": {"type": "integer"},
-                                                 "body": {"type": "object"}}}}}})},
-            **_errors("400", "401", "403", "404", "409", "413")},
+        "requestBody": {
+            "required": True,
+            "content": _json(
+                {
+                    "type": "object",
+                    "properties": {"operations": {"type": "array", "items": op}},
+                    "required": ["operations"],
+                }
+            ),
+        },
+        "responses": {
+            "200": {
+                "description": "One result per operation",
+                "content": _json(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "results": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "properties": {
+                                        "status": {"type": "integer"},
+                                        "body": {"type": "object"},
+                                    },
+                                },
+                            }
+                        },
+                    }
+                ),
+            },
+            **_errors("400", "401", "403", "404", "409", "413"),
+        },
     }
 
 
 def _simple(summary: str, operation_id: str) -> dict[str, Any]:
-    return {"operationId": operation_id, "summary": summary, "security": [],
-            "responses": {"200": {"description": "OK"}, "503": {"description": "Not ready"}}}
+    return {
+        "operationId": operation_id,
+        "summary": summary,
+        "security": [],
+        "responses": {"200": {"description": "OK"}, "503": {"description": "Not ready"}},
+    }

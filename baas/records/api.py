@@ -32,15 +32,20 @@ def _list_params(request: Request) -> ListParams:
 
 async def list_records(request: Request) -> Response:
     page = await service.list_records(
-        context(request), identity(request), request.path_params["collection"], _list_params(request)
+        context(request),
+        identity(request),
+        request.path_params["collection"],
+        _list_params(request),
     )
-    return json_response({
-        "items": page.items,
-        "page": page.page,
-        "per_page": page.per_page,
-        "total": page.total,
-        "next_cursor": page.next_cursor,
-    })
+    return json_response(
+        {
+            "items": page.items,
+            "page": page.page,
+            "per_page": page.per_page,
+            "total": page.total,
+            "next_cursor": page.next_cursor,
+        }
+    )
 
 
 async def get_record(request: Request) -> Response:

@@ -23,7 +23,16 @@ from baas.db.errors import (
     UniqueViolation,
 )
 from baas.db.pool import Executor
-from baas.errors import ApiError, Conflict, Forbidden, InvalidParameter, NotFound, ValidationFailed, field_error
+from baas.db.sqltree import Compiled
+from baas.errors import (
+    ApiError,
+    Conflict,
+    Forbidden,
+    InvalidParameter,
+    NotFound,
+    ValidationFailed,
+    field_error,
+)
 from baas.records import sql
 from baas.records.validation import record_id, validate_create, validate_update
 from baas.schema.fields import FieldValueError, parse_value
@@ -128,7 +137,9 @@ def _without_total(row: Any) -> dict[str, Any]:
     return out
 
 
-def _sort_keys(c: Collection, requested: tuple[tuple[str, bool], ...], limit: int) -> tuple[sql.SortKey, ...]:
+def _sort_keys(
+    c: Collection, requested: tuple[tuple[str, bool], ...], limit: int
+) -> tuple[sql.SortKey, ...]:
     if len(requested) > limit:
         raise InvalidParameter(f"sort by at most {limit} fields", parameter="sort")
     keys: list[sql.SortKey] = []
@@ -138,11 +149,14 @@ def _sort_keys(c: Collection, requested: tuple[tuple[str, bool], ...], limit: in
             continue
         f = c.field(name)
         if f is None or f.hidden:
-            raise InvalidParameter(f"cannot sort by {name!r}: {c.name} has no such field",
-                                   parameter="sort")
+            raise InvalidParameter(
+                f"cannot sort by {name!r}: {c.name} has no such field", parameter="sort"
+            )
         if f.multiple or f.type in ("json", "file"):
-            raise InvalidParameter(f"cannot sort by {name!r}: {f.type} fields with several "
-                                   "values have no order", parameter="sort")
+            raise InvalidParameter(
+                f"cannot sort by {name!r}: {f.type} fields with several values have no order",
+                parameter="sort",
+            )
         keys.append(sql.SortKey(name, descending, not f.not_null))
     if not any(k.name == "id" for k in keys):
         keys.append(sql.SortKey("id", keys[-1].descending, False))  # a total order for cursors
@@ -155,9 +169,11 @@ def encode_cursor(sort: tuple[sql.SortKey, ...], last: dict[str, Any]) -> str:
 
 
 def decode_cursor(c: Collection, sort: tuple[sql.SortKey, ...], cursor: str) -> list[Any]:
-    bad = InvalidParameter("the cursor is malformed or belongs to another sort; "
-                           "start again from the first page", code="invalid_cursor",
-                           parameter="cursor")
+    bad = InvalidParameter(
+        "the cursor is malformed or belongs to another sort; start again from the first page",
+        code="invalid_cursor",
+        parameter="cursor",
+    )
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         names, values = orjson.loads(raw)
@@ -165,7 +181,7 @@ def decode_cursor(c: Collection, sort: tuple[sql.SortKey, ...], cursor: str) -> 
         raise bad from None
     if names != [str(k) for k in sort] or not isinstance(values, list) or len(values) != len(sort):
         raise bad
-    out = []
+    out: list[Any] = []
     for key, value in zip(sort, values, strict=True):
         if value is None:
             if not key.nullable:
@@ -189,8 +205,9 @@ def _system_field(name: str) -> Any:
 # -- writes --------------------------------------------------------------------------------------
 
 
-async def create_record(ctx: AppContext, identity: Identity, name: str, body: Any,
-                        ex: Executor | None = None) -> dict[str, Any]:
+async def create_record(
+    ctx: AppContext, identity: Identity, name: str, body: Any, ex: Executor | None = None
+) -> dict[str, Any]:
     c = collection(ctx, name)
     authorize(identity)
     chosen_id, values = validate_create(c, body)
@@ -202,8 +219,14 @@ async def create_record(ctx: AppContext, identity: Identity, name: str, body: An
     return row
 
 
-async def update_record(ctx: AppContext, identity: Identity, name: str, raw_id: str, body: Any,
-                        ex: Executor | None = None) -> dict[str, Any]:
+async def update_record(
+    ctx: AppContext,
+    identity: Identity,
+    name: str,
+    raw_id: str,
+    body: Any,
+    ex: Executor | None = None,
+) -> dict[str, Any]:
     c = collection(ctx, name)
     authorize(identity)
     rid = record_id(raw_id)
@@ -224,8 +247,14 @@ async def update_record(ctx: AppContext, identity: Identity, name: str, raw_id: 
     return found
 
 
-async def upsert_record(ctx: AppContext, identity: Identity, name: str, raw_id: str, body: Any,
-                        ex: Executor | None = None) -> tuple[dict[str, Any], bool]:
+async def upsert_record(
+    ctx: AppContext,
+    identity: Identity,
+    name: str,
+    raw_id: str,
+    body: Any,
+    ex: Executor | None = None,
+) -> tuple[dict[str, Any], bool]:
     """Create the record with this id, or update the fields given; (record, created?)."""
     c = collection(ctx, name)
     authorize(identity)
@@ -241,8 +270,9 @@ async def upsert_record(ctx: AppContext, identity: Identity, name: str, raw_id: 
     return row, bool(created)
 
 
-async def delete_record(ctx: AppContext, identity: Identity, name: str, raw_id: str,
-                        ex: Executor | None = None) -> None:
+async def delete_record(
+    ctx: AppContext, identity: Identity, name: str, raw_id: str, ex: Executor | None = None
+) -> None:
     c = collection(ctx, name)
     authorize(identity)
     rid = record_id(raw_id)
@@ -257,8 +287,9 @@ async def delete_record(ctx: AppContext, identity: Identity, name: str, raw_id: 
         raise _not_found(c)
 
 
-async def _write(ctx: AppContext, c: Collection, ex: Executor, q: sql.Compiled,
-                 args: dict[str, Any]) -> dict[str, Any] | None:
+async def _write(
+    ctx: AppContext, c: Collection, ex: Executor, q: Compiled, args: dict[str, Any]
+) -> dict[str, Any] | None:
     try:
         row = await ex.fetchrow(q.sql, *q.bind(args))
     except DatabaseError as exc:
@@ -266,7 +297,9 @@ async def _write(ctx: AppContext, c: Collection, ex: Executor, q: sql.Compiled,
     return None if row is None else dict(row)
 
 
-def _explain(ctx: AppContext, c: Collection, exc: DatabaseError, deleting: bool = False) -> ApiError:
+def _explain(
+    ctx: AppContext, c: Collection, exc: DatabaseError, deleting: bool = False
+) -> ApiError:
     """Name the field(s) behind an integrity error, in the words of the schema."""
     owner = ctx.schema.constraint(exc.constraint) if exc.constraint else None
     if isinstance(exc, UniqueViolation):
@@ -280,11 +313,14 @@ def _explain(ctx: AppContext, c: Collection, exc: DatabaseError, deleting: bool 
     if isinstance(exc, ForeignKeyViolation):
         if deleting or (owner and owner[0].name != c.name):
             where = f"{owner[0].name}.{owner[1][0]}" if owner else "another collection"
-            return Conflict(f"this {c.name} record is still referenced by {where} "
-                            "(on_delete: restrict)", code="still_referenced")
+            return Conflict(
+                f"this {c.name} record is still referenced by {where} (on_delete: restrict)",
+                code="still_referenced",
+            )
         name = owner[1][0] if owner else exc.column or "relation"
-        return ValidationFailed({name: field_error("relation_not_found",
-                                                   "points to a record that does not exist")})
+        return ValidationFailed(
+            {name: field_error("relation_not_found", "points to a record that does not exist")}
+        )
     if isinstance(exc, NotNullViolation):
         name = exc.column or "value"
         return ValidationFailed({name: field_error("required", "is required")})
@@ -304,7 +340,7 @@ async def batch(ctx: AppContext, identity: Identity, body: Any) -> list[dict[str
     ops = body.get("operations") if isinstance(body, dict) else None
     limit = ctx.settings.max_batch_operations
     if not isinstance(ops, list) or not ops:
-        raise InvalidParameter("the body must be {\"operations\": [...]}", code="invalid_body")
+        raise InvalidParameter('the body must be {"operations": [...]}', code="invalid_body")
     if len(ops) > limit:
         raise InvalidParameter(f"a batch holds at most {limit} operations", code="batch_too_large")
     authorize(identity)
@@ -320,10 +356,16 @@ async def batch(ctx: AppContext, identity: Identity, body: Any) -> list[dict[str
 
 
 async def _run_op(ctx: AppContext, identity: Identity, tx: Executor, op: Any) -> dict[str, Any]:
-    if not isinstance(op, dict) or op.get("op") not in _OPS or not isinstance(op.get("collection"), str):
-        raise InvalidParameter("each operation is {\"op\": create|update|upsert|delete, "
-                               "\"collection\": ..., \"id\": ..., \"body\": {...}}",
-                               code="invalid_operation")
+    if (
+        not isinstance(op, dict)
+        or op.get("op") not in _OPS
+        or not isinstance(op.get("collection"), str)
+    ):
+        raise InvalidParameter(
+            'each operation is {"op": create|update|upsert|delete, '
+            '"collection": ..., "id": ..., "body": {...}}',
+            code="invalid_operation",
+        )
     kind, name, body = op["op"], op["collection"], op.get("body", {})
     if kind == "create":
         return {"status": 201, "body": await create_record(ctx, identity, name, body, tx)}

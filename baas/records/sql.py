@@ -51,7 +51,7 @@ def get_one(cache: SchemaCache, c: Collection) -> Compiled:
 
 
 def insert(cache: SchemaCache, c: Collection, names: tuple[str, ...]) -> Compiled:
-    """INSERT of the given columns (`id` among them if the client chose it), RETURNING the record."""
+    """INSERT of the given columns (`id` too if the client chose it), RETURNING the record."""
 
     def build() -> Compiled:
         p = Params()
@@ -64,7 +64,9 @@ def insert(cache: SchemaCache, c: Collection, names: tuple[str, ...]) -> Compile
 def _insert(c: Collection, names: tuple[str, ...], p: Params) -> exp.Insert:
     return exp.Insert(
         this=exp.Schema(this=_table(c), expressions=[ident(n) for n in names]),
-        expression=exp.Values(expressions=[exp.Tuple(expressions=[p.arg(f"v.{n}") for n in names])]),
+        expression=exp.Values(
+            expressions=[exp.Tuple(expressions=[p.arg(f"v.{n}") for n in names])]
+        ),
     )
 
 
@@ -99,10 +101,15 @@ def upsert(cache: SchemaCache, c: Collection, names: tuple[str, ...]) -> Compile
             exp.select(*[o.copy() for o in outputs], exp.true()).from_("i"),
             distinct=False,
         )
-        query.set("with_", exp.With(expressions=[
-            exp.CTE(this=existing, alias=exp.TableAlias(this=exp.to_identifier("u"))),
-            exp.CTE(this=insert, alias=exp.TableAlias(this=exp.to_identifier("i"))),
-        ]))
+        query.set(
+            "with_",
+            exp.With(
+                expressions=[
+                    exp.CTE(this=existing, alias=exp.TableAlias(this=exp.to_identifier("u"))),
+                    exp.CTE(this=insert, alias=exp.TableAlias(this=exp.to_identifier("i"))),
+                ]
+            ),
+        )
         return p.compile(query)
 
     return cache.memo(("upsert", c.name, names), build)
@@ -165,12 +172,19 @@ def list_page(
         page = page.limit(p.arg("limit")).offset(p.arg("offset"))
         if not with_total:
             return p.compile(page)
-        count = exp.select(exp.alias_(exp.Count(this=exp.Star()), TOTAL, quoted=True)).from_(_table(c))
+        count = exp.select(exp.alias_(exp.Count(this=exp.Star()), TOTAL, quoted=True)).from_(
+            _table(c)
+        )
         query = (
-            exp.select(exp.column(TOTAL, "c", quoted=True), exp.Column(this=exp.Star(), table=ident("p")))
+            exp.select(
+                exp.column(TOTAL, "c", quoted=True), exp.Column(this=exp.Star(), table=ident("p"))
+            )
             .from_(exp.alias_(exp.Subquery(this=count), "c", quoted=True))
-            .join(exp.Lateral(this=exp.Subquery(this=page), alias=exp.TableAlias(this=ident("p"))),
-                  join_type="LEFT", on=exp.true())
+            .join(
+                exp.Lateral(this=exp.Subquery(this=page), alias=exp.TableAlias(this=ident("p"))),
+                join_type="LEFT",
+                on=exp.true(),
+            )
         )
         return p.compile(query)
 
@@ -193,15 +207,18 @@ def _keyset(sort: tuple[SortKey, ...], nulls: tuple[bool, ...], p: Params) -> ex
     if same_direction and not any(k.nullable for k in sort):
         left = exp.Tuple(expressions=[column(k.name) for k in sort])
         right = exp.Tuple(expressions=[value(i) for i in range(len(sort))])
-        return exp.LT(this=left, expression=right) if sort[0].descending else exp.GT(
-            this=left, expression=right)
+        return (
+            exp.LT(this=left, expression=right)
+            if sort[0].descending
+            else exp.GT(this=left, expression=right)
+        )
     branches: list[exp.Expression] = []
     for i, key in enumerate(sort):
         if not key.descending and nulls[i]:
             continue  # NULLS LAST: nothing sorts after a null but other nulls (tie -> next key)
-        parts = [_same(sort[j], value, j, nulls[j]) for j in range(i)]
+        parts: list[exp.Expression] = [_same(sort[j], value, j, nulls[j]) for j in range(i)]
         parts.append(_after(key, value, i, nulls[i]))
-        branches.append(exp.and_(*parts) if len(parts) > 1 else parts[0])
+        branches.append(exp.and_(*parts) if len(parts) > 1 else parts[0])  # type: ignore[arg-type]
     if not branches:
         return exp.false()
     return exp.Paren(this=exp.or_(*branches)) if len(branches) > 1 else branches[0]

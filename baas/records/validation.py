@@ -30,8 +30,9 @@ def validate_create(c: Collection, body: Any) -> tuple[str | None, dict[str, Any
     if "id" in body:
         chosen = record_id(body["id"])
         if chosen is None:
-            errors["id"] = field_error("invalid_id", "must be a UUID, or left out to let the "
-                                       "server choose one")
+            errors["id"] = field_error(
+                "invalid_id", "must be a UUID, or left out to let the server choose one"
+            )
     for f in c.fields:
         if f.required and f.default is None and f.type != "file" and f.name not in body:
             errors[f.name] = field_error("required", "is required")
@@ -56,7 +57,9 @@ def _object(body: Any) -> dict[str, Any]:
     return body
 
 
-def _values(c: Collection, body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, dict[str, str]]]:
+def _values(
+    c: Collection, body: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, dict[str, str]]]:
     values: dict[str, Any] = {}
     errors: dict[str, dict[str, str]] = {}
     for key, raw in body.items():

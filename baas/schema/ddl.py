@@ -39,14 +39,19 @@ def create_table(c: Collection) -> list[exp.Expression]:
     )
     schema_node = create.this
     columns = [column_def(f) for f in c.fields]
-    schema_node.set("expressions", schema_node.expressions[:3] + columns + schema_node.expressions[3:])
+    schema_node.set(
+        "expressions", schema_node.expressions[:3] + columns + schema_node.expressions[3:]
+    )
     touch = template(
-        "CREATE TRIGGER __n BEFORE UPDATE ON __s.__t FOR EACH ROW EXECUTE FUNCTION baas.touch_updated()",
+        "CREATE TRIGGER __n BEFORE UPDATE ON __s.__t FOR EACH ROW "
+        "EXECUTE FUNCTION baas.touch_updated()",
         n=constraint_name(c.id, "touch"),
         **_t(c.name),
     )
     created_index = template(
-        "CREATE INDEX __n ON __s.__t (created, id)", n=constraint_name(c.id, "created"), **_t(c.name)
+        "CREATE INDEX __n ON __s.__t (created, id)",
+        n=constraint_name(c.id, "created"),
+        **_t(c.name),
     )
     return [create, touch, created_index]
 
@@ -68,7 +73,9 @@ def column_def(f: Field) -> exp.ColumnDef:
 def default_sql(f: Field) -> exp.Expression | None:
     """The column DEFAULT for a field, or None."""
     if f.default is None:
-        return _parse_expr("CAST('{}' AS __x)".replace("__x", column_type(f))) if f.multiple else None
+        return (
+            _parse_expr("CAST('{}' AS __x)".replace("__x", column_type(f))) if f.multiple else None
+        )
     if f.default.is_now:
         return _parse_expr("now()" if f.type == "datetime" else "CURRENT_DATE")
     value = f.default.value
@@ -119,14 +126,14 @@ def drop_default(c: Collection, name: str) -> exp.Expression:
 
 def set_not_null(c: Collection, f: Field, not_null: bool) -> exp.Expression:
     action = "SET" if not_null else "DROP"
-    return template(f"ALTER TABLE __s.__t ALTER COLUMN __c {action} NOT NULL", c=f.name, **_t(c.name))
+    return template(
+        f"ALTER TABLE __s.__t ALTER COLUMN __c {action} NOT NULL", c=f.name, **_t(c.name)
+    )
 
 
 def fill_nulls(c: Collection, f: Field) -> exp.Expression:
     """UPDATE ... SET col = DEFAULT WHERE col IS NULL (before SET NOT NULL)."""
-    return template(
-        "UPDATE __s.__t SET __c = DEFAULT WHERE __c IS NULL", c=f.name, **_t(c.name)
-    )
+    return template("UPDATE __s.__t SET __c = DEFAULT WHERE __c IS NULL", c=f.name, **_t(c.name))
 
 
 def count_nulls(c: Collection, f: Field) -> exp.Expression:
@@ -149,8 +156,14 @@ _CONVERSIONS: dict[tuple[str, str], tuple[str, bool]] = {
     ("timestamptz", "date"): ("CAST(__c AS DATE)", True),
     ("text[]", "uuid[]"): ("CAST(__c AS UUID[])", True),
     ("uuid[]", "text[]"): ("CAST(__c AS TEXT[])", False),
-    ("text", "text[]"): ("CASE WHEN __c IS NULL THEN CAST('{}' AS TEXT[]) ELSE ARRAY[__c] END", False),
-    ("uuid", "uuid[]"): ("CASE WHEN __c IS NULL THEN CAST('{}' AS UUID[]) ELSE ARRAY[__c] END", False),
+    ("text", "text[]"): (
+        "CASE WHEN __c IS NULL THEN CAST('{}' AS TEXT[]) ELSE ARRAY[__c] END",
+        False,
+    ),
+    ("uuid", "uuid[]"): (
+        "CASE WHEN __c IS NULL THEN CAST('{}' AS UUID[]) ELSE ARRAY[__c] END",
+        False,
+    ),
     ("text[]", "text"): ("__c[1]", True),
     ("uuid[]", "uuid"): ("__c[1]", True),
 }
@@ -178,12 +191,12 @@ def alter_type(c: Collection, new: Field, using: str) -> exp.Expression:
     )
 
 
-# -- derived objects --------------------------------------------------------------------------------
+# -- derived objects -------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Derived:
-    """A constraint, index or trigger a schema implies; `signature` changes iff it must be rebuilt."""
+    """A constraint, index or trigger the schema implies; a new `signature` means: rebuild it."""
 
     name: str
     host: str  # id of the collection whose table holds it
@@ -217,11 +230,19 @@ def _field_objects(c: Collection, f: Field, by_name: dict[str, Collection]) -> l
         objs.append(_check_object(c, f, check))
     if f.unique:
         name = constraint_name(f.id, "uq")
-        objs.append(_derived(
-            name, c, f.id, f"unique index on {c.name}.{f.name}", f"{column_type(f)}",
-            template("CREATE UNIQUE INDEX __n ON __s.__t (__c)", n=name, c=f.name, **_t(c.name)),
-            _drop_index(name),
-        ))
+        objs.append(
+            _derived(
+                name,
+                c,
+                f.id,
+                f"unique index on {c.name}.{f.name}",
+                f"{column_type(f)}",
+                template(
+                    "CREATE UNIQUE INDEX __n ON __s.__t (__c)", n=name, c=f.name, **_t(c.name)
+                ),
+                _drop_index(name),
+            )
+        )
     if f.is_relation and f.collection in by_name:
         objs.extend(_relation_objects(c, f, by_name[f.collection]))
     return objs
@@ -243,8 +264,14 @@ def _relation_objects(c: Collection, f: Field, target: Collection) -> list[Deriv
     index_name = constraint_name(f.id, "ix")
     method = "USING GIN " if f.multiple else ""
     index = _derived(
-        index_name, c, f.id, f"index {c.name}.{f.name}", f"{column_type(f)}",
-        template(f"CREATE INDEX __n ON __s.__t {method}(__c)", n=index_name, c=f.name, **_t(c.name)),
+        index_name,
+        c,
+        f.id,
+        f"index {c.name}.{f.name}",
+        f"{column_type(f)}",
+        template(
+            f"CREATE INDEX __n ON __s.__t {method}(__c)", n=index_name, c=f.name, **_t(c.name)
+        ),
         _drop_index(index_name),
     )
     summary = f"relation {c.name}.{f.name} -> {target.name} (on delete {on_delete})"
@@ -254,7 +281,10 @@ def _relation_objects(c: Collection, f: Field, target: Collection) -> list[Deriv
         fk = template(
             "ALTER TABLE __s.__t ADD CONSTRAINT __n FOREIGN KEY (__c) REFERENCES __s.__r (id) "
             f"ON DELETE {action}",
-            n=name, c=f.name, r=target.name, **_t(c.name),
+            n=name,
+            c=f.name,
+            r=target.name,
+            **_t(c.name),
         )
         drop = template("ALTER TABLE __s.__t DROP CONSTRAINT __n", n=name, **_t(c.name))
         return [index, _derived(name, c, f.id, summary, f"{target.id} {on_delete}", fk, drop)]
@@ -266,13 +296,21 @@ def _relation_objects(c: Collection, f: Field, target: Collection) -> list[Deriv
     check = template(
         "CREATE TRIGGER __n BEFORE INSERT OR UPDATE OF __c ON __s.__t FOR EACH ROW "
         "EXECUTE FUNCTION baas.check_relation_ids(__a, __b, __k)",
-        n=source_trigger, c=f.name, **args, **_t(c.name),
+        n=source_trigger,
+        c=f.name,
+        **args,
+        **_t(c.name),
     )
     cascade = template(
         "CREATE TRIGGER __n AFTER DELETE ON __s.__r FOR EACH ROW "
         "EXECUTE FUNCTION baas.relation_target_deleted(__a, __b, __m, __k)",
-        n=target_trigger, r=target.name, s=S,
-        a=literal(source_ref), b=literal(f.name), m=literal(on_delete), k=literal(source_trigger),
+        n=target_trigger,
+        r=target.name,
+        s=S,
+        a=literal(source_ref),
+        b=literal(f.name),
+        m=literal(on_delete),
+        k=literal(source_trigger),
     )
     drops = (
         template("DROP TRIGGER __n ON __s.__t", n=source_trigger, **_t(c.name)),
@@ -289,7 +327,9 @@ def _validate_relation_ids(c: Collection, f: Field, target: Collection) -> exp.E
     """A query counting rows whose ids are missing from the target (must be 0)."""
     return template(
         "SELECT count(*) FROM __s.__t WHERE NOT __c <@ ARRAY(SELECT id FROM __s.__r)",
-        c=f.name, r=target.name, **_t(c.name),
+        c=f.name,
+        r=target.name,
+        **_t(c.name),
     )
 
 
@@ -300,10 +340,16 @@ def _with_extra_create(d: Derived, query: exp.Expression) -> Derived:
 def _index_object(c: Collection, index: Index) -> Derived:
     name = constraint_name(index.id, "uix" if index.unique else "idx")
     fields = {f.name: f for f in c.fields}
-    multi = len(index.fields) == 1 and index.fields[0] in fields and fields[index.fields[0]].multiple
+    multi = (
+        len(index.fields) == 1 and index.fields[0] in fields and fields[index.fields[0]].multiple
+    )
     kind = "UNIQUE INDEX" if index.unique else "INDEX"
-    stmt = template(f"CREATE {kind} __n ON __s.__t {'USING GIN ' if multi else ''}(__x)",
-                    n=name, x="x", **_t(c.name))
+    stmt = template(
+        f"CREATE {kind} __n ON __s.__t {'USING GIN ' if multi else ''}(__x)",
+        n=name,
+        x="x",
+        **_t(c.name),
+    )
     stmt.this.args["params"].set(
         "columns", [exp.Ordered(this=column(n), nulls_first=False) for n in index.fields]
     )
@@ -312,16 +358,24 @@ def _index_object(c: Collection, index: Index) -> Derived:
         f"{fields[n].id}:{column_type(fields[n])}" if n in fields else n for n in index.fields
     )
     what = "unique index" if index.unique else "index"
-    return _derived(name, c, index.id, f"{what} on {c.name} ({label})", signature, stmt,
-                    _drop_index(name))
+    return _derived(
+        name, c, index.id, f"{what} on {c.name} ({label})", signature, stmt, _drop_index(name)
+    )
 
 
 def _drop_index(name: str) -> exp.Expression:
     return template("DROP INDEX __s.__n", n=name, s=S)
 
 
-def _derived(name: str, c: Collection, owner: str, summary: str, signature: str,
-             create: exp.Expression, drop: exp.Expression) -> Derived:
+def _derived(
+    name: str,
+    c: Collection,
+    owner: str,
+    summary: str,
+    signature: str,
+    create: exp.Expression,
+    drop: exp.Expression,
+) -> Derived:
     return Derived(name, c.id, owner, summary, signature, (create,), (drop,))
 
 
@@ -345,8 +399,10 @@ def check_expression(f: Field) -> exp.Expression | None:
     if f.type == "select":
         values = [literal(v) for v in f.values]
         if f.multiple:
-            allowed = exp.Cast(this=exp.Array(expressions=values),
-                               to=exp.DataType.build("text[]", dialect="postgres"))
+            allowed = exp.Cast(
+                this=exp.Array(expressions=values),
+                to=exp.DataType.build("text[]", dialect="postgres"),
+            )
             parts.append(exp.ArrayContainedBy(this=col.copy(), expression=allowed))
         else:
             parts.append(exp.In(this=col.copy(), expressions=values))
@@ -380,7 +436,9 @@ def _cast(node: exp.Expression, type_sql: str) -> exp.Expression:
 
 
 def _parse_expr(sql: str) -> exp.Expression:
-    return template(f"SELECT {sql}").expressions[0]
+    node = template(f"SELECT {sql}").expressions[0]
+    assert isinstance(node, exp.Expression)
+    return node
 
 
 Render = Callable[[exp.Expression], str]

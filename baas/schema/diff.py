@@ -87,17 +87,17 @@ def plan(live: Schema, wanted: Schema, populated: frozenset[str] = frozenset()) 
     field_matches: dict[str, dict[str, Field | None]] = {}
     for c in wanted.collections:
         old = matches[c.name]
-        fmatch = _match(old.fields if old else (), c.fields, f"collections.{c.name}.fields",
-                        problems)
+        fmatch = _match(
+            old.fields if old else (), c.fields, f"collections.{c.name}.fields", problems
+        )
         field_matches[c.name] = fmatch
         result.append(_with_ids(c, old, fmatch))
-    if problems:
-        raise SchemaError(problems)
     target = Schema(collections=tuple(result), version=live.version + 1)
     planner = _Planner(live, target, matches, field_matches, populated)
     steps = planner.steps()
-    if planner.problems:
-        raise SchemaError(planner.problems)
+    problems += planner.problems
+    if problems:
+        raise SchemaError(problems)
     return Plan(base_version=live.version, steps=tuple(steps), schema=target)
 
 
@@ -120,9 +120,10 @@ def _match(
                 )
             else:
                 old = old_by_name.get(hint)
+        if old is not None and old.name in taken:
+            problems.append(f"{path}.{item.name}: {old.name!r} is continued twice")
+            old = None
         if old is not None:
-            if old.name in taken:
-                problems.append(f"{path}.{item.name}: {old.name!r} is continued twice")
             taken.add(old.name)
         out[item.name] = old
     return out
@@ -140,12 +141,16 @@ def _with_ids(c: Collection, old: Collection | None, fmatch: dict[str, Field | N
         for i in (old.indexes if old else ())
     }
     indexes = tuple(
-        replace(i, id=old_indexes.get((tuple(field_ids.get(n, n) for n in i.fields), i.unique))
-                or new_id())
+        replace(
+            i,
+            id=old_indexes.get((tuple(field_ids.get(n, n) for n in i.fields), i.unique))
+            or new_id(),
+        )
         for i in c.indexes
     )
-    return replace(c, id=old.id if old else new_id(), fields=fields, indexes=indexes,
-                   renamed_from=None)
+    return replace(
+        c, id=old.id if old else new_id(), fields=fields, indexes=indexes, renamed_from=None
+    )
 
 
 class _Planner:
@@ -171,12 +176,26 @@ class _Planner:
         stale = [o for n, o in old_objects.items() if _changed(o, new_objects.get(n), rebuilt)]
         fresh = [o for n, o in new_objects.items() if _changed(o, old_objects.get(n), rebuilt)]
         return [
-            *(Step("drop_" + _kind(o), _where(o, self.live), f"drop {o.summary}",
-                   statements=_stmts(*o.drop)) for o in stale),
+            *(
+                Step(
+                    "drop_" + _kind(o),
+                    _where(o, self.live),
+                    f"drop {o.summary}",
+                    statements=_stmts(*o.drop),
+                )
+                for o in stale
+            ),
             *self._renames(),
             *self._creates_and_changes(),
-            *(Step("add_" + _kind(o), _where(o, self.target), f"add {o.summary}",
-                   statements=self._create_statements(o)) for o in fresh),
+            *(
+                Step(
+                    "add_" + _kind(o),
+                    _where(o, self.target),
+                    f"add {o.summary}",
+                    statements=self._create_statements(o),
+                )
+                for o in fresh
+            ),
             *self._drops(),
         ]
 
@@ -204,16 +223,26 @@ class _Planner:
         for c in self.target.collections:
             old = self.matches[c.name]
             if old is not None and old.name != c.name:
-                steps.append(Step("rename_collection", c.name,
-                                  f"rename collection {old.name} to {c.name}",
-                                  statements=_stmts(ddl.rename_table(old.name, c.name))))
+                steps.append(
+                    Step(
+                        "rename_collection",
+                        c.name,
+                        f"rename collection {old.name} to {c.name}",
+                        statements=_stmts(ddl.rename_table(old.name, c.name)),
+                    )
+                )
         for c in self.target.collections:
             for f in c.fields:
                 oldf = self.field_matches[c.name][f.name]
                 if oldf is not None and oldf.name != f.name:
-                    steps.append(Step("rename_field", f"{c.name}.{f.name}",
-                                      f"rename field {c.name}.{oldf.name} to {f.name}",
-                                      statements=_stmts(ddl.rename_column(c, oldf.name, f.name))))
+                    steps.append(
+                        Step(
+                            "rename_field",
+                            f"{c.name}.{f.name}",
+                            f"rename field {c.name}.{oldf.name} to {f.name}",
+                            statements=_stmts(ddl.rename_column(c, oldf.name, f.name)),
+                        )
+                    )
         return steps
 
     def _creates_and_changes(self) -> list[Step]:
@@ -221,9 +250,14 @@ class _Planner:
         for c in self.target.collections:
             old = self.matches[c.name]
             if old is None:
-                steps.append(Step("create_collection", c.name,
-                                  f"create collection {c.name} ({len(c.fields)} fields)",
-                                  statements=_stmts(*ddl.create_table(c))))
+                steps.append(
+                    Step(
+                        "create_collection",
+                        c.name,
+                        f"create collection {c.name} ({len(c.fields)} fields)",
+                        statements=_stmts(*ddl.create_table(c)),
+                    )
+                )
                 continue
             populated = old.name in self.populated
             for f in c.fields:
@@ -250,8 +284,12 @@ class _Planner:
                 f"collections.{c.name}.fields.{f.name}: cannot add a required multi-valued "
                 f"field: the existing records of {c.name} would have none"
             )
-        return Step("add_field", f"{c.name}.{f.name}", f"add field {c.name}.{f.name} ({describe(f)})",
-                    statements=_stmts(ddl.add_column(c, f)))
+        return Step(
+            "add_field",
+            f"{c.name}.{f.name}",
+            f"add field {c.name}.{f.name} ({describe(f)})",
+            statements=_stmts(ddl.add_column(c, f)),
+        )
 
     def _change_field(self, c: Collection, old: Field, new: Field, populated: bool) -> list[Step]:
         steps: list[Step] = []
@@ -270,20 +308,39 @@ class _Planner:
             if ddl.default_sql(old) is not None:
                 nodes.append(ddl.drop_default(c, new.name))
             nodes.append(ddl.alter_type(c, new, using))
-            steps.append(Step("change_type", target,
-                              f"change {target} from {describe(old)} to {describe(new)}",
-                              destructive=narrowing, statements=_stmts(*nodes)))
+            steps.append(
+                Step(
+                    "change_type",
+                    target,
+                    f"change {target} from {describe(old)} to {describe(new)}",
+                    destructive=narrowing,
+                    statements=_stmts(*nodes),
+                )
+            )
         elif old.type != new.type:
             narrowing = new.type != "text"
             note = " (existing values are not re-checked)" if narrowing else ""
-            steps.append(Step("change_type", target,
-                              f"change {target} from {old.type} to {new.type}{note}",
-                              destructive=narrowing))
+            steps.append(
+                Step(
+                    "change_type",
+                    target,
+                    f"change {target} from {old.type} to {new.type}{note}",
+                    destructive=narrowing,
+                )
+            )
         # A type change drops the old default first, so the new one (if any) is set again.
         new_default = _default_sql(new)
-        if (retyped and new_default is not None) or (not retyped and _default_sql(old) != new_default):
-            steps.append(Step("set_default", target, f"set the default of {target}",
-                              statements=_stmts(ddl.set_default(c, new))))
+        if (retyped and new_default is not None) or (
+            not retyped and _default_sql(old) != new_default
+        ):
+            steps.append(
+                Step(
+                    "set_default",
+                    target,
+                    f"set the default of {target}",
+                    statements=_stmts(ddl.set_default(c, new)),
+                )
+            )
         steps.extend(self._nullability(c, old, new, populated))
         changed = _option_changes(old, new)
         if changed:
@@ -295,18 +352,44 @@ class _Planner:
         if old.not_null == new.not_null:
             return []
         if not new.not_null:
-            return [Step("set_optional", target, f"allow {target} to be empty",
-                         statements=_stmts(ddl.set_not_null(c, new, False)))]
+            return [
+                Step(
+                    "set_optional",
+                    target,
+                    f"allow {target} to be empty",
+                    statements=_stmts(ddl.set_not_null(c, new, False)),
+                )
+            ]
+        if new.multiple:
+            return [
+                Step(
+                    "set_not_null",
+                    target,
+                    f"store empty lists instead of null in {target}",
+                    statements=_stmts(ddl.fill_nulls(c, new), ddl.set_not_null(c, new, True)),
+                )
+            ]
         if ddl.default_sql(new) is not None:
-            return [Step("set_required", target, f"require {target} (filling empty ones with "
-                         "its default)",
-                         statements=_stmts(ddl.fill_nulls(c, new), ddl.set_not_null(c, new, True)))]
-        check = Statement(render(ddl.count_nulls(c, new)),
-                          f"records of {c.name} have no value for {new.name}")
-        return [Step("set_required", target,
-                     f"require {target} (no default: fails if a record has no value)",
-                     destructive=populated,
-                     statements=(check, *_stmts(ddl.set_not_null(c, new, True))))]
+            return [
+                Step(
+                    "set_required",
+                    target,
+                    f"require {target} (filling empty ones with its default)",
+                    statements=_stmts(ddl.fill_nulls(c, new), ddl.set_not_null(c, new, True)),
+                )
+            ]
+        check = Statement(
+            render(ddl.count_nulls(c, new)), f"records of {c.name} have no value for {new.name}"
+        )
+        return [
+            Step(
+                "set_required",
+                target,
+                f"require {target} (no default: fails if a record has no value)",
+                destructive=populated,
+                statements=(check, *_stmts(ddl.set_not_null(c, new, True))),
+            )
+        ]
 
     def _drops(self) -> list[Step]:
         steps = []
@@ -317,16 +400,27 @@ class _Planner:
             kept = {f.id for f in c.fields}
             for f in old.fields:
                 if f.id not in kept:
-                    steps.append(Step("drop_field", f"{c.name}.{f.name}",
-                                      f"drop field {c.name}.{f.name} and its data",
-                                      destructive=True,
-                                      statements=_stmts(ddl.drop_column(c, f))))
+                    steps.append(
+                        Step(
+                            "drop_field",
+                            f"{c.name}.{f.name}",
+                            f"drop field {c.name}.{f.name} and its data",
+                            destructive=True,
+                            statements=_stmts(ddl.drop_column(c, f)),
+                        )
+                    )
         continued = {o.name for o in self.matches.values() if o is not None}
         for old in self.live.collections:
             if old.name not in continued:
-                steps.append(Step("drop_collection", old.name,
-                                  f"drop collection {old.name} and all its records",
-                                  destructive=True, statements=_stmts(ddl.drop_table(old))))
+                steps.append(
+                    Step(
+                        "drop_collection",
+                        old.name,
+                        f"drop collection {old.name} and all its records",
+                        destructive=True,
+                        statements=_stmts(ddl.drop_table(old)),
+                    )
+                )
         return steps
 
 
@@ -337,8 +431,13 @@ def _changed(obj: ddl.Derived, other: ddl.Derived | None, rebuilt: set[str]) -> 
 def _kind(o: ddl.Derived) -> str:
     suffix = o.name.rsplit("_", 1)[-1]
     return {
-        "ck": "check", "uq": "unique", "fk": "relation", "rel": "relation", "ix": "index",
-        "idx": "index", "uix": "index",
+        "ck": "check",
+        "uq": "unique",
+        "fk": "relation",
+        "rel": "relation",
+        "ix": "index",
+        "idx": "index",
+        "uix": "index",
     }.get(suffix, "object")
 
 
@@ -357,8 +456,8 @@ def _default_sql(f: Field) -> str | None:
     return None if node is None else render(node)
 
 
-_METADATA = ("hidden", "pattern", "max_size", "mime_types", "protected", "thumbs", "unique",
-             "min", "max", "values", "collection", "on_delete", "required", "nullable")
+# Options only the server enforces (no DDL shows them), reported as `update_field` steps.
+_METADATA = ("hidden", "pattern", "max_size", "mime_types", "protected", "thumbs")
 
 
 def _option_changes(old: Field, new: Field) -> list[str]:
@@ -385,4 +484,3 @@ def describe(f: Field) -> str:
     if f.hidden:
         parts.append("hidden")
     return ", ".join(parts)
-

@@ -31,7 +31,13 @@ MAX_SELECT_VALUES = 1000
 MAX_PATTERN_LENGTH = 1000
 _SIZE = re.compile(r"(\d+)\s*(B|KB|MB|GB|KiB|MiB|GiB)?", re.IGNORECASE)
 _SIZE_UNITS = {
-    "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
 }
 _MIME = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/(\*|[a-z0-9][a-z0-9!#$&^_.+-]*)")
 _THUMB = re.compile(r"\d{1,4}x\d{1,4}[tbf]?")
@@ -171,11 +177,21 @@ def _field(
     if "max_size" in definition:
         values["max_size"] = _size(definition["max_size"], f"{path}.max_size", problems)
     if "mime_types" in definition:
-        values["mime_types"] = _strings(definition["mime_types"], _MIME, f"{path}.mime_types",
-                                        problems, "a MIME type such as image/png or image/*")
+        values["mime_types"] = _strings(
+            definition["mime_types"],
+            _MIME,
+            f"{path}.mime_types",
+            problems,
+            "a MIME type such as image/png or image/*",
+        )
     if "thumbs" in definition:
-        values["thumbs"] = _strings(definition["thumbs"], _THUMB, f"{path}.thumbs", problems,
-                                    "a size such as 100x100, 0x200 or 300x300t")
+        values["thumbs"] = _strings(
+            definition["thumbs"],
+            _THUMB,
+            f"{path}.thumbs",
+            problems,
+            "a size such as 100x100, 0x200 or 300x300t",
+        )
     if stored and "id" in definition:
         values["id"] = str(definition["id"])
     values["renamed_from"] = _renamed_from(definition, path, "field", problems)
@@ -208,8 +224,10 @@ def _check_field(f: Field, path: str, problems: _Problems) -> None:
     elif (f.min is not None or f.max is not None) and f.type in ("select", "relation"):
         problems.add(path, "min/max count items, so they need multiple: true")
     if f.unique and (f.multiple or not spec.can_unique):
-        problems.add(f"{path}.unique", f"a {'multiple ' if f.multiple else ''}{f.type} field "
-                     "cannot be unique")
+        problems.add(
+            f"{path}.unique",
+            f"a {'multiple ' if f.multiple else ''}{f.type} field cannot be unique",
+        )
     if f.default is not None and not spec.can_default:
         problems.add(f"{path}.default", f"a {f.type} field cannot have a default")
     if not f.nullable and not f.required and f.default is None and not f.multiple:
@@ -287,18 +305,24 @@ def _indexes(
 
 
 def _unknown_keys(
-    mapping: Mapping[Any, Any], allowed: set[str] | frozenset[str], path: str,
-    problems: _Problems, hint: str = "",
+    mapping: Mapping[Any, Any],
+    allowed: set[str] | frozenset[str],
+    path: str,
+    problems: _Problems,
+    hint: str = "",
 ) -> None:
     for key in mapping:
         if key not in allowed:
             where = f" {hint}" if hint else ""
-            problems.add(f"{path}.{key}", f"unknown option{where}; allowed: "
-                         + ", ".join(sorted(allowed - {"id"})))
+            problems.add(
+                f"{path}.{key}",
+                f"unknown option{where}; allowed: " + ", ".join(sorted(allowed - {"id"})),
+            )
 
 
-def _renamed_from(definition: Mapping[str, Any], path: str, kind: str,
-                  problems: _Problems) -> str | None:
+def _renamed_from(
+    definition: Mapping[str, Any], path: str, kind: str, problems: _Problems
+) -> str | None:
     if "renamed_from" not in definition:
         return None
     old = definition["renamed_from"]
@@ -359,8 +383,9 @@ def _size(value: Any, path: str, problems: _Problems) -> int | None:
     return int(match[1]) * _SIZE_UNITS[(match[2] or "b").lower()]
 
 
-def _strings(value: Any, pattern: re.Pattern[str], path: str, problems: _Problems,
-             what: str) -> tuple[str, ...]:
+def _strings(
+    value: Any, pattern: re.Pattern[str], path: str, problems: _Problems, what: str
+) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(
         isinstance(v, str) and pattern.fullmatch(v) for v in value
     ):
@@ -376,9 +401,7 @@ _FIELD_DEFAULTS = Field(name="", type="")
 
 def to_document(schema: Schema, *, with_ids: bool = False) -> dict[str, Any]:
     """The canonical document for `schema` (ids included for the stored copy)."""
-    return {
-        "collections": {c.name: _collection_doc(c, with_ids) for c in schema.collections}
-    }
+    return {"collections": {c.name: _collection_doc(c, with_ids) for c in schema.collections}}
 
 
 def _collection_doc(c: Collection, with_ids: bool) -> dict[str, Any]:
@@ -395,8 +418,20 @@ def _field_doc(f: Field, with_ids: bool) -> Any:
     doc: dict[str, Any] = {"type": f.type}
     if with_ids:
         doc["id"] = f.id
-    for key in ("required", "nullable", "unique", "hidden", "multiple", "min", "max", "pattern",
-                "collection", "on_delete", "max_size", "protected"):
+    for key in (
+        "required",
+        "nullable",
+        "unique",
+        "hidden",
+        "multiple",
+        "min",
+        "max",
+        "pattern",
+        "collection",
+        "on_delete",
+        "max_size",
+        "protected",
+    ):
         value = getattr(f, key)
         if value != getattr(_FIELD_DEFAULTS, key):
             doc[key] = _plain_number(value)

@@ -65,6 +65,7 @@ TYPES: dict[str, TypeSpec] = {
     ),
 }
 
+
 def column_type(f: Field) -> str:
     """The PostgreSQL column type for a field (arrays for multi-valued fields)."""
     base = TYPES[f.type].column
@@ -90,13 +91,17 @@ _EMAIL = re.compile(
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
 )
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\s]")
-_UUID = re.compile(r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}")
+_UUID = re.compile(
+    r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
+)
 
 
 def parse_uuid(value: Any) -> str:
     """Canonical lowercase text of a UUID, or FieldValueError."""
     if not isinstance(value, str) or not _UUID.fullmatch(value):
-        raise FieldValueError("invalid_id", "must be a UUID such as 0190f5a0-8c1e-7d2b-9f3a-1c2d3e4f5a6b")
+        raise FieldValueError(
+            "invalid_id", "must be a UUID such as 0190f5a0-8c1e-7d2b-9f3a-1c2d3e4f5a6b"
+        )
     return str(UUID(value))
 
 
@@ -152,14 +157,13 @@ def _url(f: Field, value: Any) -> str:
 def _integer(f: Field, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise FieldValueError("invalid_type", "must be an integer")
-    if isinstance(value, float):
-        if not value.is_integer():
-            raise FieldValueError("invalid_type", "must be an integer")
-        value = int(value)
-    if not BIGINT_MIN <= value <= BIGINT_MAX:
+    if isinstance(value, float) and not value.is_integer():
+        raise FieldValueError("invalid_type", "must be an integer")
+    number = int(value)
+    if not BIGINT_MIN <= number <= BIGINT_MAX:
         raise FieldValueError("out_of_range", "must fit in 64 bits")
-    _check_bounds(f, value, "")
-    return value
+    _check_bounds(f, number, "")
+    return number
 
 
 def _number(f: Field, value: Any) -> float:

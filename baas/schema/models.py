@@ -23,7 +23,7 @@ class Default:
 
     @property
     def is_now(self) -> bool:
-        return self.value == "now"
+        return isinstance(self.value, str) and self.value == "now"
 
 
 @dataclass(frozen=True)

@@ -82,9 +82,7 @@ async def apply(db: Database, change: Plan, *, allow_destructive: bool, applied_
     if change.empty:
         return Applied(change.base_version, change.schema, change)
     async with db.transaction() as tx:
-        version = await tx.fetchval(
-            "SELECT version FROM baas.schema_state WHERE id = 1 FOR UPDATE"
-        )
+        version = await tx.fetchval("SELECT version FROM baas.schema_state WHERE id = 1 FOR UPDATE")
         if version != change.base_version:
             raise Conflict(
                 f"the schema changed (now version {version}) since this plan was made against "
@@ -97,7 +95,8 @@ async def apply(db: Database, change: Plan, *, allow_destructive: bool, applied_
         new_version = version + 1
         document = to_document(change.schema, with_ids=True)
         await tx.execute(
-            "UPDATE baas.schema_state SET version = $1, document = $2, updated = now() WHERE id = 1",
+            "UPDATE baas.schema_state SET version = $1, document = $2, updated = now() "
+            "WHERE id = 1",
             new_version,
             document,
         )
@@ -110,8 +109,9 @@ async def apply(db: Database, change: Plan, *, allow_destructive: bool, applied_
             document,
         )
         await tx.execute("SELECT pg_notify($1, $2)", CHANNEL, str(new_version))
-    log.info("schema version %s applied by %s (%d steps)", new_version, applied_by,
-             len(change.steps))
+    log.info(
+        "schema version %s applied by %s (%d steps)", new_version, applied_by, len(change.steps)
+    )
     schema = Schema(collections=change.schema.collections, version=new_version)
     return Applied(new_version, schema, change)
 

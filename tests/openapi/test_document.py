@@ -1,0 +1,343 @@
+"""The OpenAPI document: a valid OpenAPI 3.1 description of the live schema, which real responses
+from the API conform to."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import jsonschema
+import pytest
+from jsonschema import Draft202012Validator
+from openapi_spec_validator import validate
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+from baas.context import AppContext
+from baas.openapi.document import openapi_document
+from tests.conftest import apply_schema
+
+SCHEMA: dict[str, Any] = {
+    "collections": {
+        "authors": {
+            "fields": {
+                "name": {
+                    "type": "text",
+                    "required": True,
+                    "min": 2,
+                    "max": 50,
+                    "pattern": "[A-Za-z ]+",
+                },
+                "email": {"type": "email", "unique": True},
+                "homepage": "url",
+                "password_hash": {"type": "text", "hidden": True},
+            }
+        },
+        "blog_posts": {
+            "fields": {
+                "title": {"type": "text", "required": True, "max": 200},
+                "views": {"type": "integer", "min": 0, "max": 1000000, "default": 0},
+                "rating": {"type": "number", "min": 0, "max": 5},
+                "published": {"type": "bool", "nullable": False, "default": False},
+                "published_at": {"type": "datetime", "default": "now"},
+                "day": "date",
+                "meta": "json",
+                "status": {"type": "select", "values": ["draft", "live"], "default": "draft"},
+                "tags": {
+                    "type": "select",
+                    "values": ["a", "b", "c"],
+                    "multiple": True,
+                    "max": 2,
+                },
+                "author": {"type": "relation", "collection": "authors", "required": True},
+                "reviewers": {"type": "relation", "collection": "authors", "multiple": True},
+                "cover": "file",
+                "attachments": {"type": "file", "multiple": True, "max": 3},
+                "secret": {"type": "json", "hidden": True},
+            },
+            "indexes": [["published", "created"]],
+        },
+    }
+}
+POSTS = "/api/collections/blog_posts/records"
+AUTHORS = "/api/collections/authors/records"
+
+
+async def _document(client: httpx.AsyncClient) -> dict[str, Any]:
+    response = await client.get("/api/openapi.json")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    return response.json()  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+async def document(admin: httpx.AsyncClient) -> dict[str, Any]:
+    await apply_schema(admin, SCHEMA)
+    return await _document(admin)
+
+
+def _validator(document: dict[str, Any], name: str) -> Draft202012Validator:
+    """A validator for one component schema, its $refs resolved inside the whole document."""
+    registry: Registry[Any] = Registry().with_resource(
+        "urn:openapi", Resource.from_contents(document, default_specification=DRAFT202012)
+    )
+    return Draft202012Validator(
+        {"$ref": f"urn:openapi#/components/schemas/{name}"},
+        registry=registry,
+        format_checker=Draft202012Validator.FORMAT_CHECKER,
+    )
+
+
+def _conforms(document: dict[str, Any], name: str, instance: Any) -> None:
+    errors = [e.message for e in _validator(document, name).iter_errors(instance)]
+    assert errors == [], f"{name}: {errors}"
+
+
+def _rejects(document: dict[str, Any], name: str, instance: Any) -> None:
+    assert not _validator(document, name).is_valid(instance), f"{name} accepted {instance!r}"
+
+
+def _response_schema(document: dict[str, Any], path: str, method: str, status: str) -> Any:
+    response = document["paths"][path][method]["responses"][status]
+    if "$ref" in response:
+        response = document["components"]["responses"][response["$ref"].rsplit("/", 1)[1]]
+    return response["content"]["application/json"]["schema"]
+
+
+# -- the document itself -----------------------------------------------------------------------
+
+
+async def test_document_is_valid_openapi_31(document: dict[str, Any]) -> None:
+    validate(document)
+    assert document["openapi"].startswith("3.1")
+
+
+async def test_document_without_collections_is_valid(client: httpx.AsyncClient) -> None:
+    document = await _document(client)
+    validate(document)
+    assert not any(p.startswith("/api/collections/") for p in document["paths"])
+    assert "/api/health" in document["paths"]
+
+
+async def test_every_collection_has_paths_and_schemas(document: dict[str, Any]) -> None:
+    paths, schemas = document["paths"], document["components"]["schemas"]
+    for name, title in (("authors", "Authors"), ("blog_posts", "BlogPosts")):
+        base = f"/api/collections/{name}/records"
+        assert set(paths[base]) == {"get", "post"}
+        assert set(paths[base + "/{id}"]) >= {"get", "patch", "put", "delete"}
+        assert {f"{title}Record", f"{title}Create", f"{title}Update", f"{title}Page"} <= set(
+            schemas
+        )
+        assert _response_schema(document, base, "post", "201") == {
+            "$ref": f"#/components/schemas/{title}Record"
+        }
+        assert _response_schema(document, base, "get", "200") == {
+            "$ref": f"#/components/schemas/{title}Page"
+        }
+
+
+async def test_operation_ids_are_unique(document: dict[str, Any]) -> None:
+    ids = [
+        op["operationId"]
+        for item in document["paths"].values()
+        for method, op in item.items()
+        if method != "parameters"
+    ]
+    assert len(ids) == len(set(ids))
+    assert {"listBlogPosts", "createBlogPosts", "getAuthors", "deleteAuthors"} <= set(ids)
+
+
+async def test_record_schema_leaves_out_hidden_fields(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+    author = schemas["AuthorsRecord"]["properties"]
+    assert set(author) == {"id", "created", "updated", "name", "email", "homepage"}
+    assert "secret" not in schemas["BlogPostsRecord"]["properties"]
+    assert "secret" not in schemas["BlogPostsRecord"]["required"]
+
+
+async def test_field_options_are_reflected(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+    post = schemas["BlogPostsRecord"]["properties"]
+    create = schemas["BlogPostsCreate"]
+    assert create["required"] == ["title", "author"]
+    assert "required" not in schemas["BlogPostsUpdate"]
+    assert post["title"] == {"type": "string", "minLength": 1, "maxLength": 200}
+    assert post["views"]["anyOf"][0] == {
+        "type": "integer",
+        "format": "int64",
+        "minimum": 0,
+        "maximum": 1000000,
+    }
+    assert post["views"]["default"] == 0
+    assert post["published"] == {"type": "boolean", "default": False}
+    assert post["status"]["anyOf"][0] == {"type": "string", "enum": ["draft", "live"]}
+    assert post["tags"] == {
+        "type": "array",
+        "items": {"type": "string", "enum": ["a", "b", "c"]},
+        "uniqueItems": True,
+        "maxItems": 2,
+    }
+    assert post["author"] == {"type": "string", "format": "uuid"}
+    assert post["reviewers"]["items"] == {"type": "string", "format": "uuid"}
+    assert post["attachments"]["maxItems"] == 3
+    assert "default" not in post["published_at"]  # 'now' is not a JSON value
+    assert "cover" not in create["properties"]  # files are uploaded, not written as JSON
+    name = schemas["AuthorsRecord"]["properties"]["name"]
+    assert name["minLength"] == 2
+    assert name["maxLength"] == 50
+    assert name["pattern"] == "^(?:[A-Za-z ]+)$"  # fullmatch, as the server checks it
+
+
+async def test_component_names_never_collide(admin: httpx.AsyncClient) -> None:
+    names = ["error", "foo_1", "foo1", "foo__bar", "foo_bar", "posts", "posts_page", "page"]
+    await apply_schema(admin, {"collections": {n: {"fields": {"x": "text"}} for n in names}})
+    document = await _document(admin)
+    validate(document)
+    schemas = document["components"]["schemas"]
+    assert len(schemas) == 1 + 4 * len(names)
+    assert "code" in schemas["Error"]["properties"]["error"]["properties"]
+    for name in names:
+        record = _response_schema(
+            document, f"/api/collections/{name}/records/{{id}}", "get", "200"
+        )["$ref"].rsplit("/", 1)[1]
+        assert set(schemas[record]["properties"]) == {"id", "created", "updated", "x"}
+
+
+async def test_document_follows_schema_changes(admin: httpx.AsyncClient, ctx: AppContext) -> None:
+    await apply_schema(admin, SCHEMA)
+    first = await _document(admin)
+    assert openapi_document(ctx.schema, ctx.settings.base_url, "1") is openapi_document(
+        ctx.schema, ctx.settings.base_url, "1"
+    )  # built once per schema version
+    changed = {"collections": {**SCHEMA["collections"], "comments": {"fields": {"body": "text"}}}}
+    await apply_schema(admin, changed)
+    second = await _document(admin)
+    assert "/api/collections/comments/records" not in first["paths"]
+    assert "/api/collections/comments/records" in second["paths"]
+    assert first["info"]["version"].endswith("+schema.1")
+    assert second["info"]["version"].endswith("+schema.2")
+    validate(second)
+
+
+# -- real responses conform to the document -------------------------------------------------------
+
+
+async def _author(admin: httpx.AsyncClient, **values: Any) -> dict[str, Any]:
+    body = {"name": "Ada Lovelace", "email": "ada@example.com", **values}
+    response = await admin.post(AUTHORS, json=body)
+    assert response.status_code == 201, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+async def test_records_conform(admin: httpx.AsyncClient, document: dict[str, Any]) -> None:
+    ada = await _author(admin, homepage="https://ada.example", password_hash="x")
+    grace = await _author(admin, name="Grace Hopper", email="grace@example.com")
+    _conforms(document, "AuthorsRecord", ada)
+    _conforms(document, "AuthorsRecord", grace)
+    full = {
+        "title": "Notes",
+        "views": 3,
+        "rating": 4.5,
+        "published": True,
+        "published_at": "2026-01-31T12:00:00Z",
+        "day": "2026-01-31",
+        "meta": {"nested": [1, "two", None]},
+        "status": "live",
+        "tags": ["a", "c"],
+        "author": ada["id"],
+        "reviewers": [grace["id"], ada["id"]],
+        "secret": {"k": 1},
+    }
+    minimal = {"title": "Short", "author": grace["id"]}
+    for body in (full, minimal):
+        _conforms(document, "BlogPostsCreate", body)
+        created = await admin.post(POSTS, json=body)
+        assert created.status_code == 201, created.text
+        _conforms(document, "BlogPostsRecord", created.json())
+        assert "secret" not in created.json()
+    record = created.json()
+    patched = await admin.patch(f"{POSTS}/{record['id']}", json={"tags": [], "rating": None})
+    assert patched.status_code == 200, patched.text
+    _conforms(document, "BlogPostsUpdate", {"tags": [], "rating": None})
+    _conforms(document, "BlogPostsRecord", patched.json())
+    page = await admin.get(POSTS, params={"per_page": 1})
+    assert page.status_code == 200
+    assert page.json()["next_cursor"] is not None
+    _conforms(document, "BlogPostsPage", page.json())
+    last = await admin.get(POSTS, params={"skip_total": "true", "per_page": 5})
+    assert last.json()["total"] is None
+    _conforms(document, "BlogPostsPage", last.json())
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"author": "0190f5a0-8c1e-7d2b-9f3a-1c2d3e4f5a6b"},  # title is required
+        {"title": "", "author": "0190f5a0-8c1e-7d2b-9f3a-1c2d3e4f5a6b"},
+        {"title": "x" * 201, "author": "0190f5a0-8c1e-7d2b-9f3a-1c2d3e4f5a6b"},
+        {"title": "t", "author": None},
+        {"title": "t", "author": "0190f5a0-8c1e-7d2b-9f3a-1c2d3e4f5a6b", "views": -1},
+        {"title": "t", "author": "0190f5a0-8c1e-7d2b-9f3a-1c2d3e4f5a6b", "views": 1.5},
+        {"title": "t", "author": "0190f5a0-8c1e-7d2b-9f3a-1c2d3e4f5a6b", "rating": 6},
+        {"title": "t", "author": "0190f5a0-8c1e-7d2b-9f3a-1c2d3e4f5a6b", "status": "gone"},
+        {"title": "t", "author": "0190f5a0-8c1e-7d2b-9f3a-1c2d3e4f5a6b", "tags": ["a", "a"]},
+        {"title": "t", "author": "0190f5a0-8c1e-7d2b-9f3a-1c2d3e4f5a6b", "tags": ["a", "b", "c"]},
+        {"title": "t", "author": "0190f5a0-8c1e-7d2b-9f3a-1c2d3e4f5a6b", "published": None},
+        {"title": "t", "author": "0190f5a0-8c1e-7d2b-9f3a-1c2d3e4f5a6b", "created": "x"},
+        {"title": "t", "author": "0190f5a0-8c1e-7d2b-9f3a-1c2d3e4f5a6b", "nope": 1},
+    ],
+)
+async def test_bodies_the_schema_rejects_the_api_rejects(
+    admin: httpx.AsyncClient, document: dict[str, Any], body: dict[str, Any]
+) -> None:
+    _rejects(document, "BlogPostsCreate", body)
+    response = await admin.post(POSTS, json=body)
+    assert response.status_code == 400, response.text
+    _conforms(document, "Error", response.json())
+
+
+async def test_text_bounds_and_pattern_match_the_server(
+    admin: httpx.AsyncClient, document: dict[str, Any]
+) -> None:
+    for name, accepted in (("Ada", True), ("A", False), ("Ada1", False), ("1Ada", False)):
+        body = {"name": name}
+        assert _validator(document, "AuthorsCreate").is_valid(body) is accepted, name
+        response = await admin.post(AUTHORS, json=body)
+        assert (response.status_code == 201) is accepted, response.text
+
+
+async def test_error_bodies_conform(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, document: dict[str, Any]
+) -> None:
+    missing = await admin.get(f"{POSTS}/0190f5a0-8c1e-7d2b-9f3a-1c2d3e4f5a6b")
+    assert missing.status_code == 404
+    bad_page = await admin.get(POSTS, params={"per_page": 0})
+    assert bad_page.status_code == 400
+    invalid = await admin.post(POSTS, json={"title": 5})
+    assert invalid.status_code == 400
+    assert set(invalid.json()["error"]["fields"]) == {"title", "author"}
+    del client.headers["Authorization"]
+    anonymous = await client.get(POSTS)
+    assert anonymous.status_code == 401
+    for response in (missing, bad_page, invalid, anonymous):
+        schema = _response_schema(
+            document,
+            "/api/collections/blog_posts/records",
+            "get",
+            str(response.status_code) if response.status_code != 404 else "404",
+        )
+        assert schema == {"$ref": "#/components/schemas/Error"}
+        _conforms(document, "Error", response.json())
+        assert response.json()["error"]["request_id"]
+
+
+async def test_ids_in_paths_are_uuids(document: dict[str, Any]) -> None:
+    item = document["paths"]["/api/collections/authors/records/{id}"]
+    (parameter,) = item["parameters"]
+    assert parameter == {
+        "name": "id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "format": "uuid"},
+    }
+    jsonschema.validate("0190f5a0-8c1e-7d2b-9f3a-1c2d3e4f5a6b", parameter["schema"])
