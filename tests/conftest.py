@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import shlex
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -55,7 +56,7 @@ def pg_server_url() -> Iterator[str]:
     finally:
         pg.stop(discard=True)
         # Thousands of files: delete them after pytest has reported, not before.
-        subprocess.Popen(["rm", "-rf", str(directory)], start_new_session=True)
+        subprocess.run(["sh", "-c", f"rm -rf {shlex.quote(str(directory))} &"], check=False)
 
 
 async def _admin(url: str, *statements: str) -> None:
@@ -91,9 +92,8 @@ def template_db(pg_server_url: str) -> Iterator[str]:
         )
 
 
-@pytest.fixture
-def database_url(pg_server_url: str, template_db: str) -> str:
-    """A fresh, migrated, empty database for this test."""
+def new_database(pg_server_url: str, template_db: str) -> str:
+    """Create a fresh, migrated, empty database; its URL."""
     name = f"baas_t_{os.getpid()}_{next(_counter)}"
     admin_url = with_database(pg_server_url, "postgres")
     asyncio.run(_admin(admin_url, f"CREATE DATABASE {name} TEMPLATE {template_db}"))
@@ -101,16 +101,26 @@ def database_url(pg_server_url: str, template_db: str) -> str:
     return with_database(pg_server_url, name)
 
 
-@pytest.fixture
-def settings(database_url: str, tmp_path: Path) -> Settings:
+def settings_for(database_url: str, data_dir: Path) -> Settings:
     return Settings(
         database_url=database_url,
-        data_dir=tmp_path / "data",
+        data_dir=data_dir,
         db_pool_min=1,
         db_pool_max=4,
         access_log=False,
         service_key=SERVICE_KEY,
     )
+
+
+@pytest.fixture
+def database_url(pg_server_url: str, template_db: str) -> str:
+    """A fresh, migrated, empty database for this test."""
+    return new_database(pg_server_url, template_db)
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return settings_for(database_url, tmp_path / "data")
 
 
 def asgi_with_state(app: Any, state: dict[str, Any]) -> Any:
@@ -153,6 +163,35 @@ async def admin(client: httpx.AsyncClient) -> httpx.AsyncClient:
     """The same client, authenticated with the service key."""
     client.headers["Authorization"] = f"Bearer {SERVICE_KEY}"
     return client
+
+
+@pytest.fixture(scope="module")
+def module_settings(
+    pg_server_url: str, template_db: str, tmp_path_factory: pytest.TempPathFactory
+) -> Settings:
+    """Settings for a database shared by a module's tests."""
+    database = new_database(pg_server_url, template_db)
+    return settings_for(database, tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module")
+async def module_app(module_settings: Settings) -> AsyncIterator[RunningApp]:
+    """One app and database shared by a module's tests (for scenario tables whose rows do not
+    depend on each other): creating a database per row would dominate the suite's run time."""
+    application = create_app(module_settings)
+    async with application.router.lifespan_context(application) as state:
+        yield RunningApp(asgi_with_state(application, state), state["ctx"])
+
+
+@pytest.fixture(scope="module")
+async def module_admin(module_app: RunningApp) -> AsyncIterator[httpx.AsyncClient]:
+    """A client on `module_app`, authenticated with the service key."""
+    transport = httpx.ASGITransport(app=module_app.asgi)
+    headers = {"Authorization": f"Bearer {SERVICE_KEY}"}
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://testserver", headers=headers
+    ) as c:
+        yield c
 
 
 async def apply_schema(

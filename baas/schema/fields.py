@@ -182,6 +182,10 @@ def _bool(f: Field, value: Any) -> bool:
     return value
 
 
+_DATETIME_MIN = datetime.min.replace(tzinfo=UTC)
+_DATETIME_MAX = datetime.max.replace(tzinfo=UTC)
+
+
 def _datetime(f: Field, value: Any) -> datetime:
     if not isinstance(value, str) or len(value) > 40:
         raise FieldValueError("invalid_type", "must be an ISO 8601 date-time string")
@@ -193,6 +197,14 @@ def _datetime(f: Field, value: Any) -> datetime:
         ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
+    try:
+        parsed = parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        parsed = _DATETIME_MIN
+    if not _DATETIME_MIN < parsed < _DATETIME_MAX:  # the driver stores these two as -/+infinity
+        raise FieldValueError(
+            "out_of_range", "must be after 0001-01-01T00:00:00Z and before 9999-12-31T23:59:59Z"
+        )
     return parsed
 
 

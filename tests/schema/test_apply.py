@@ -166,13 +166,19 @@ async def test_destructive_steps_need_confirmation(admin: Any) -> None:
 async def test_required_field_without_default_on_populated_collection(admin: Any) -> None:
     await apply_schema(admin, {"collections": {"posts": {"fields": {"title": "text"}}}})
     await admin.post(RECORDS.format("posts"), json={})
-    required = {"collections": {"posts": {"fields": {"title": "text", "body": {"type": "text", "required": True}}}}}
+    required = {
+        "collections": {
+            "posts": {"fields": {"title": "text", "body": {"type": "text", "required": True}}}
+        }
+    }
     added = await _apply(admin, required)
     assert added.status_code == 400
     assert added.json()["error"]["code"] == "invalid_schema"
     assert "cannot add a required field without a default" in added.json()["error"]["problems"][0]
 
-    make_required = {"collections": {"posts": {"fields": {"title": {"type": "text", "required": True}}}}}
+    make_required = {
+        "collections": {"posts": {"fields": {"title": {"type": "text", "required": True}}}}
+    }
     refused = await _apply(admin, make_required)
     assert refused.json()["error"]["code"] == "destructive_change"
     failed = await _apply(admin, make_required, allow_destructive=True)
@@ -220,5 +226,7 @@ async def test_admin_api_needs_a_service_key(client: Any) -> None:
     assert anonymous.status_code == 401
     wrong = await client.get("/api/admin/collections", headers={"Authorization": "Bearer nope"})
     assert wrong.status_code == 401
-    ok = await client.get("/api/admin/collections", headers={"Authorization": f"Bearer {SERVICE_KEY}"})
+    ok = await client.get(
+        "/api/admin/collections", headers={"Authorization": f"Bearer {SERVICE_KEY}"}
+    )
     assert ok.status_code == 200

@@ -28,7 +28,9 @@ def render_plan(result: Plan) -> str:
         mark = "  [destructive]" if step.destructive else ""
         lines.append(f"{step.action} {step.target}: {step.summary}{mark}")
         for statement in step.statements:
-            check = f"  -- must be 0, else: {statement.expect_zero}" if statement.expect_zero else ""
+            check = (
+                f"  -- must be 0, else: {statement.expect_zero}" if statement.expect_zero else ""
+            )
             lines.append(f"    {statement.sql}{check}")
     return _number_ids("\n".join(lines) + "\n" if lines else "(no changes)\n")
 
@@ -83,7 +85,11 @@ def test_ids_survive_renames() -> None:
     """A renamed collection or field keeps its id, so its constraints keep their names."""
     live = plan(Schema(), parse_document({"collections": {"a": {"fields": {"x": "text"}}}})).schema
     renamed = parse_document(
-        {"collections": {"b": {"renamed_from": "a", "fields": {"y": {"type": "text", "renamed_from": "x"}}}}}
+        {
+            "collections": {
+                "b": {"renamed_from": "a", "fields": {"y": {"type": "text", "renamed_from": "x"}}}
+            }
+        }
     )
     after = plan(live, renamed).schema
     assert after.collections[0].id == live.collections[0].id

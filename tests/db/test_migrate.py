@@ -1,0 +1,54 @@
+"""System migrations: applied once even when instances start together; tampering is refused."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import pytest
+
+from baas.db.migrate import MigrationError, available, migrate
+from baas.db.pool import connect
+from tests.conftest import with_database
+
+
+async def _fresh(pg_server_url: str, name: str) -> str:
+    admin = await asyncpg.connect(with_database(pg_server_url, "postgres"))
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {name}")
+        await admin.execute(f"CREATE DATABASE {name}")
+    finally:
+        await admin.close()
+    return with_database(pg_server_url, name)
+
+
+async def test_concurrent_starts_apply_each_migration_once(pg_server_url: str) -> None:
+    url = await _fresh(pg_server_url, "baas_migrate_race")
+    conns = [await connect(url) for _ in range(4)]
+    try:
+        applied = await asyncio.gather(*(migrate(c) for c in conns))
+        assert sorted(len(a) for a in applied) == [0, 0, 0, len(available())]
+        rows = await conns[0].fetch("SELECT version FROM baas.system_migrations")
+        assert [r["version"] for r in rows] == [m.version for m in available()]
+    finally:
+        for c in conns:
+            await c.close()
+
+
+async def test_changed_or_unknown_migrations_are_refused(pg_server_url: str) -> None:
+    url = await _fresh(pg_server_url, "baas_migrate_tamper")
+    conn = await connect(url)
+    try:
+        await migrate(conn)
+        await conn.execute("UPDATE baas.system_migrations SET checksum = 'x' WHERE version = 1")
+        with pytest.raises(MigrationError, match="changed after it was applied"):
+            await migrate(conn)
+        await conn.execute(
+            "UPDATE baas.system_migrations SET checksum = $1 WHERE version = 1",
+            available()[0].checksum,
+        )
+        await conn.execute("INSERT INTO baas.system_migrations VALUES (9999, 'future', 'x')")
+        with pytest.raises(MigrationError, match="newer release"):
+            await migrate(conn)
+    finally:
+        await conn.close()
