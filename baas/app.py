@@ -20,7 +20,6 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from baas.admin import api as admin_api
 from baas.auth import keys
@@ -36,6 +35,7 @@ from baas.http import health
 from baas.http.middleware import RequestMiddleware
 from baas.http.request import context, request_id
 from baas.http.responses import error_response, json_response
+from baas.http.routing import route
 from baas.openapi.document import openapi_document
 from baas.records import api as records_api
 from baas.schema import service as schema_service
@@ -168,7 +168,7 @@ def create_app(settings: Settings) -> Starlette:
             *records_api.routes,
             *admin_api.routes,
             *health.routes,
-            Route("/api/openapi.json", openapi, methods=["GET"]),
+            route("/api/openapi.json", GET=openapi),
         ],
         middleware=middleware,
         exception_handlers={
@@ -190,7 +190,9 @@ async def _api_error(request: Request, exc: Exception) -> Response:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 405:
-        error: ApiError = MethodNotAllowed(f"{request.method} is not allowed here")
+        error: ApiError = MethodNotAllowed(
+            f"{request.method} is not allowed here", headers=dict(exc.headers or {})
+        )
     elif exc.status_code == 404:
         error = NotFound(f"no route for {request.url.path}", code="route_not_found")
     else:

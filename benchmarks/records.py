@@ -672,6 +672,14 @@ def render(results: Sequence[Result], notes: Sequence[str]) -> str:
             f"{r.workload:<12} {r.system:<6} {r.requests_per_sec:>9,.0f} "
             f"{fmt_ms(r.p50_ms):>9} {fmt_ms(r.p99_ms):>9}  {detail}"
         )
+    failed = [
+        f"{r.workload}/{r.system}" for r in results if r.non_2xx or any(r.socket_errors.values())
+    ]
+    if failed:
+        lines.append("")
+        lines.append(
+            "warning: errors during " + ", ".join(failed) + "; their req/s count failed requests"
+        )
     found = ratios(results)
     if found:
         lines.append("")
@@ -830,6 +838,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     results: list[Result] = []
     notes: list[str] = []
+    load_before = os.getloadavg()[0]
+    cpus = os.cpu_count() or 1
+    if load_before > 0.5 * cpus:
+        print(
+            f"warning: the load average is {load_before:.2f} on {cpus} core(s); other work on"
+            " this machine will skew the numbers",
+            file=sys.stderr,
+        )
     versions = {"wrk": wrk_version(args.wrk)}
     ok = False
     try:
@@ -843,6 +859,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ok = True
     except BenchError as exc:
         print(f"\nerror: {exc}", file=sys.stderr)
+    except (OSError, http.client.HTTPException) as exc:
+        print(f"\nerror: {type(exc).__name__}: {exc}", file=sys.stderr)
     except KeyboardInterrupt:
         print("\ninterrupted; servers stopped", file=sys.stderr)
     finally:
@@ -852,8 +870,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"scratch directory kept: {work}", file=sys.stderr)
     if not ok:
         return 1
-    cpus = os.cpu_count() or 0
     notes.append(f"load generator and server share this machine's {cpus} core(s)")
+    notes.append(f"1-min load average before the run: {load_before:.2f}")
     print("\n" + render(results, notes))
     report = {
         "benchmark": "records",

@@ -5,9 +5,11 @@ from __future__ import annotations
 import typer
 
 from baas.auth import keys as key_service
-from baas.errors import NotFound
+from baas.errors import InvalidParameter, NotFound
 from baas.records.validation import record_id
 from cli.runtime import fail, load_settings, run_with_db
+
+MAX_NAME_LENGTH = 100  # as the admin API accepts
 
 app = typer.Typer(help="Service API keys for servers and CI.", no_args_is_help=True)
 
@@ -17,6 +19,8 @@ def create(
     name: str = typer.Argument(..., help="What the key is for, e.g. 'ci' or 'backend'."),
 ) -> None:
     """Create a key and print it once (only its hash is kept)."""
+    if not 0 < len(name) <= MAX_NAME_LENGTH or "\x00" in name:
+        fail(InvalidParameter(f"the name must be 1-{MAX_NAME_LENGTH} characters"))
     row, key = run_with_db(load_settings(), lambda db: key_service.create_key(db, name))
     typer.echo(key)
     typer.secho(
@@ -30,6 +34,8 @@ def create(
 def list_() -> None:
     """List keys (names and prefixes, never the keys)."""
     rows = run_with_db(load_settings(), key_service.list_keys)
+    if not rows:
+        typer.echo("No service keys yet: create one with `baas keys create NAME`.")
     for row in rows:
         state = "revoked" if row["revoked"] else "active"
         typer.echo(f"{row['id']}  {row['prefix']}…  {state:<8} {row['name']}")

@@ -51,7 +51,9 @@ def init(
         raise typer.Exit(1)
     directory.mkdir(parents=True, exist_ok=True)
     target.write_text(STARTER, encoding="utf-8")
-    (directory / "baas.schema.json").write_text(json.dumps(schema_file_jsonschema(), indent=2))
+    (directory / "baas.schema.json").write_text(
+        json.dumps(schema_file_jsonschema(), indent=2) + "\n", encoding="utf-8"
+    )
     typer.echo(f"Wrote {target} and baas.schema.json. Next: baas schema apply && baas serve")
 
 

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import getpass
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import typer
 
@@ -83,10 +83,9 @@ def run_with_db(settings: Settings, action: Callable[[Database], Awaitable[T]]) 
             return asyncio.run(main(resolved))
         except ApiError as exc:
             fail(exc)
-        raise AssertionError("unreachable")
 
 
-def fail(exc: ApiError) -> None:
+def fail(exc: ApiError) -> NoReturn:
     typer.secho(f"error: {exc.message}", fg="red", err=True)
     for problem in exc.details.get("problems", []):
         typer.secho(f"  - {problem}", fg="red", err=True)

@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 
 from baas.db.pool import Database
-from baas.errors import ApiError
 from baas.schema import service
 from baas.schema.diff import Plan
-from baas.schema.document import SchemaError, to_document
+from baas.schema.document import SchemaError, parse_document, to_document
 from baas.schema.jsonschema import schema_file_jsonschema
 from baas.schema.yamlio import dump_yaml, load_yaml
 from cli.runtime import fail, load_settings, operator, run_with_db
@@ -32,13 +31,16 @@ def _schema_file(path: Path | None) -> Path:
 
 
 def _read_document(path: Path) -> Any:
+    """The schema file's document, checked here so a typo needs no database."""
     if not path.is_file():
         typer.secho(f"error: {path} not found (create one with `baas init`)", fg="red", err=True)
         raise typer.Exit(1)
     try:
-        return load_yaml(path.read_text(encoding="utf-8"))
+        document = load_yaml(path.read_text(encoding="utf-8"))
+        parse_document(document)
     except SchemaError as exc:
         fail(exc)
+    return document
 
 
 def print_plan(plan: Plan, verbose: bool) -> None:
@@ -80,30 +82,38 @@ def apply(
 ) -> None:
     """Apply the schema file to the database in one transaction."""
     document = _read_document(_schema_file(file))
-    settings = load_settings()
 
     async def action(db: Database) -> int | None:
         plan = await service.diff(db, document)
         print_plan(plan, verbose)
         if plan.empty:
             return None
-        if plan.destructive_steps and not allow_destructive:
-            typer.secho(
-                "Refusing destructive steps; re-run with --allow-destructive to confirm.",
-                fg="red",
-                err=True,
-            )
-            raise typer.Exit(1)
-        if not yes and sys.stdin.isatty() and not typer.confirm("Apply these changes?"):
-            raise typer.Exit(1)
+        _confirm(plan, allow_destructive, yes)
         applied = await service.apply(
             db, plan, allow_destructive=allow_destructive, applied_by=operator()
         )
         return applied.version
 
-    version = run_with_db(settings, action)
+    version = run_with_db(load_settings(), action)
     if version is not None:
         typer.secho(f"Applied: the schema is now at version {version}.", fg="green")
+
+
+def _confirm(plan: Plan, allow_destructive: bool, yes: bool) -> None:
+    """Exit unless destructive steps are allowed and the change is confirmed (--yes or y)."""
+    if plan.destructive_steps and not allow_destructive:
+        _refuse("Refusing destructive steps; re-run with --allow-destructive to confirm.")
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        _refuse("Refusing to apply without confirmation; re-run with --yes.")
+    if not typer.confirm("Apply these changes?"):
+        _refuse("Nothing applied.")
+
+
+def _refuse(message: str) -> NoReturn:
+    typer.secho(message, fg="red", err=True)
+    raise typer.Exit(1)
 
 
 @app.command()
@@ -142,4 +152,4 @@ def jsonschema() -> None:
     typer.echo(json.dumps(schema_file_jsonschema(), indent=2))
 
 
-__all__ = ["ApiError", "app"]
+__all__ = ["app"]

@@ -69,21 +69,24 @@ def run(settings: Settings) -> None:
 
 
 def _env_value(value: Any) -> str:
-    if isinstance(value, tuple):
+    if isinstance(value, (tuple, list)):
         return ",".join(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
 
 
+def _shown_default(setting: Setting) -> str:
+    """The default as it would be written in the environment (secrets masked)."""
+    shown = "" if setting.default in ("", []) else _env_value(setting.default)
+    if not shown:
+        return "(none)"
+    return "***" if setting.secret else shown
+
+
 def _option(setting: Setting) -> inspect.Parameter:
     kind = {int: int, float: float, bool: bool, Path: Path}.get(setting.type, str)
-    default = setting.default
-    shown = ",".join(default) if isinstance(default, list) else default
-    shown = "(none)" if shown in ("", []) else shown
-    if setting.secret and shown != "(none)":
-        shown = "***"
-    help_text = f"{setting.help} (env {setting.env}, default: {shown})"
+    help_text = f"{setting.help} (env {setting.env}, default: {_shown_default(setting)})"
     flag = "--" + setting.name.replace("_", "-")
     decls = [f"{flag}/--no-{setting.name.replace('_', '-')}"] if kind is bool else [flag]
     return inspect.Parameter(

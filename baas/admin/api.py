@@ -9,7 +9,6 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from baas.auth import keys
 from baas.auth.identity import Identity
@@ -17,6 +16,7 @@ from baas.errors import Forbidden, InvalidParameter, NotFound, Unauthorized
 from baas.http import list_params
 from baas.http.request import context, identity, read_json
 from baas.http.responses import json_response, no_content
+from baas.http.routing import route
 from baas.records.validation import record_id
 from baas.schema import service as schema_service
 from baas.schema.document import to_document
@@ -115,12 +115,11 @@ async def revoke_key(request: Request) -> Response:
 
 
 routes = [
-    Route("/api/admin/collections", list_collections, methods=["GET"]),
-    Route("/api/admin/collections/{name}", get_collection, methods=["GET"]),
-    Route("/api/admin/schema/diff", diff_schema, methods=["POST"]),
-    Route("/api/admin/schema/apply", apply_schema, methods=["POST"]),
-    Route("/api/admin/schema/history", schema_history, methods=["GET"]),
-    Route("/api/admin/keys", list_keys, methods=["GET"]),
-    Route("/api/admin/keys", create_key, methods=["POST"]),
-    Route("/api/admin/keys/{id}", revoke_key, methods=["DELETE"]),
+    route("/api/admin/collections", GET=list_collections),
+    route("/api/admin/collections/{name}", GET=get_collection),
+    route("/api/admin/schema/diff", POST=diff_schema),
+    route("/api/admin/schema/apply", POST=apply_schema),
+    route("/api/admin/schema/history", GET=schema_history),
+    route("/api/admin/keys", GET=list_keys, POST=create_key),
+    route("/api/admin/keys/{id}", DELETE=revoke_key),
 ]

@@ -19,6 +19,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -30,6 +31,7 @@ SUPERUSER = "postgres"
 SYSTEM_USER = "baaspg"  # PostgreSQL refuses to run as root; it runs as this user instead
 _SOCKET_PATH_MAX = 100  # sun_path is 108 bytes; leave room for "/.s.PGSQL.5432"
 _PORT = 5432  # only names the socket file; the cluster listens on no TCP address
+SETTLE_SECONDS = 15  # how long a crashed cluster may take to finish dying
 
 
 class EmbeddedError(RuntimeError):
@@ -100,10 +102,10 @@ class EmbeddedPostgres:
             fcntl.flock(self._usage_fd, fcntl.LOCK_SH)
             if not (self.pgdata / "PG_VERSION").is_file():
                 self._initdb()
-            if self._running():
+            if self._adoptable():
                 log.info("embedded PostgreSQL already running in %s", self.pgdata)
             else:
-                self._pg_ctl_start()
+                self._start_with_retries()
             self._ensure_database()
         log.info(
             "embedded PostgreSQL %s: data in %s, socket in %s",
@@ -140,6 +142,35 @@ class EmbeddedPostgres:
             yield
         finally:
             os.close(fd)
+
+    def _adoptable(self) -> bool:
+        """A running cluster that answers; waits out one that is still dying (a crash)."""
+        deadline = time.monotonic() + SETTLE_SECONDS
+        while self._running():
+            if self._answers():
+                return True
+            if time.monotonic() > deadline:
+                raise EmbeddedError(f"PostgreSQL in {self.pgdata} runs but does not answer")
+            time.sleep(0.1)
+        return False
+
+    def _start_with_retries(self) -> None:
+        """Start; after a crash, leftover backends may hold shared memory for a moment."""
+        deadline = time.monotonic() + SETTLE_SECONDS
+        while True:
+            try:
+                self._pg_ctl_start()
+                return
+            except EmbeddedError:
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("PostgreSQL did not start yet (recovering from a crash?); retrying")
+                time.sleep(0.5)
+
+    def _answers(self) -> bool:
+        ready = self.binaries.pg_ctl.parent / "pg_isready"
+        argv = [str(ready), "-q", "-h", str(self.socket_dir), "-p", str(_PORT)]
+        return self._run(argv).returncode == 0
 
     def _running(self) -> bool:
         result = self._run([str(self.binaries.pg_ctl), "status", "-D", str(self.pgdata)])

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from baas.db.durability import DURABILITY_QUERY
 from baas.errors import ApiError
 from baas.http.request import context
 from baas.http.responses import json_response
+from baas.http.routing import route
 
 
 async def health(request: Request) -> Response:
@@ -32,6 +32,6 @@ async def ready(request: Request) -> Response:
 
 
 routes = [
-    Route("/api/health", health, methods=["GET"]),
-    Route("/api/health/ready", ready, methods=["GET"]),
+    route("/api/health", GET=health),
+    route("/api/health/ready", GET=ready),
 ]

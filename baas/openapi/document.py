@@ -122,6 +122,8 @@ def _value_schema(f: Field) -> dict[str, Any]:
             schema["maximum"] = _plain(f.max)
     if f.pattern:
         schema["pattern"] = f"^(?:{f.pattern})$"  # the server matches the whole text
+    if "format" in schema and f.type in ("email", "url") and not f.required:
+        schema["anyOf"] = [{"format": schema.pop("format")}, {"maxLength": 0}]  # "" is accepted
     return schema
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from baas.http import list_params
 from baas.http.request import context, identity, read_json
 from baas.http.responses import json_response, no_content
+from baas.http.routing import route
 from baas.records import service
 from baas.records.service import ListParams
 
@@ -93,11 +93,13 @@ async def batch(request: Request) -> Response:
 
 
 routes = [
-    Route("/api/collections/{collection}/records/{id}", get_record, methods=["GET"]),
-    Route("/api/collections/{collection}/records", list_records, methods=["GET"]),
-    Route("/api/collections/{collection}/records", create_record, methods=["POST"]),
-    Route("/api/collections/{collection}/records/{id}", update_record, methods=["PATCH"]),
-    Route("/api/collections/{collection}/records/{id}", upsert_record, methods=["PUT"]),
-    Route("/api/collections/{collection}/records/{id}", delete_record, methods=["DELETE"]),
-    Route("/api/batch", batch, methods=["POST"]),
+    route(
+        "/api/collections/{collection}/records/{id}",
+        GET=get_record,
+        PATCH=update_record,
+        PUT=upsert_record,
+        DELETE=delete_record,
+    ),
+    route("/api/collections/{collection}/records", GET=list_records, POST=create_record),
+    route("/api/batch", POST=batch),
 ]

@@ -36,9 +36,10 @@ from baas.errors import (
 from baas.records import sql
 from baas.records.validation import record_id, validate_create, validate_update
 from baas.schema.fields import FieldValueError, parse_value
-from baas.schema.models import Collection
+from baas.schema.models import Collection, Field
 
 DEFAULT_SORT = (("created", True),)
+UPSERT_ATTEMPTS = 3
 _SYSTEM_SORT = {"id": False, "created": False, "updated": False}  # name -> nullable
 
 
@@ -188,18 +189,23 @@ def decode_cursor(c: Collection, sort: tuple[sql.SortKey, ...], cursor: str) -> 
                 raise bad
             out.append(None)
             continue
-        f = c.field(key.name) or _system_field(key.name)
         try:
-            out.append(parse_value(f, value))
+            out.append(parse_value(_cursor_field(c, key.name), value))
         except FieldValueError:
             raise bad from None
     return out
 
 
-def _system_field(name: str) -> Any:
-    from baas.schema.models import Field
+_CURSOR_TYPES = {"id": "relation", "created": "datetime", "updated": "datetime"}
+_TEXT_TYPES = ("email", "url", "select")
 
-    return Field(name=name, type="relation" if name == "id" else "datetime")
+
+def _cursor_field(c: Collection, name: str) -> Field:
+    """The field's type without its bounds, pattern or choices: a cursor holds values the server
+    stored, which a later schema change (say, a new pattern) must not make unreadable."""
+    f = c.field(name)
+    kind = _CURSOR_TYPES.get(name) or (f.type if f else "text")
+    return Field(name=name, type="text" if kind in _TEXT_TYPES else kind)
 
 
 # -- writes --------------------------------------------------------------------------------------
@@ -264,10 +270,12 @@ async def upsert_record(
     values = validate_update(c, body, rid)
     q = sql.upsert(ctx.schema, c, tuple(values))
     args = {"id": rid, **{f"v.{k}": v for k, v in values.items()}}
-    row = await _write(ctx, c, ex or ctx.db, q, args)
-    assert row is not None
-    created = row.pop(sql.INSERTED)
-    return row, bool(created)
+    for _ in range(UPSERT_ATTEMPTS):  # no row: a concurrent upsert created it; update it now
+        row = await _write(ctx, c, ex or ctx.db, q, args)
+        if row is not None:
+            created = row.pop(sql.INSERTED)
+            return row, bool(created)
+    raise Conflict("the record changed concurrently; retry", code="write_conflict")
 
 
 async def delete_record(
@@ -337,13 +345,13 @@ _OPS = ("create", "update", "upsert", "delete")
 
 async def batch(ctx: AppContext, identity: Identity, body: Any) -> list[dict[str, Any]]:
     """Run up to `max_batch_operations` operations in one transaction: all or nothing."""
+    authorize(identity)  # before looking at the body: no 400s for callers who may not batch
     ops = body.get("operations") if isinstance(body, dict) else None
     limit = ctx.settings.max_batch_operations
     if not isinstance(ops, list) or not ops:
         raise InvalidParameter('the body must be {"operations": [...]}', code="invalid_body")
     if len(ops) > limit:
         raise InvalidParameter(f"a batch holds at most {limit} operations", code="batch_too_large")
-    authorize(identity)
     results = []
     async with ctx.db.transaction() as tx:
         for index, op in enumerate(ops):

@@ -75,7 +75,9 @@ def upsert(cache: SchemaCache, c: Collection, names: tuple[str, ...]) -> Compile
 
     UPDATE first, then INSERT ... WHERE NOT EXISTS (updated row), in one statement: a plain
     INSERT ... ON CONFLICT would check NOT NULL on the proposed row before finding the conflict,
-    so a partial body could never update a record with required fields.
+    so a partial body could never update a record with required fields. The INSERT still says
+    ON CONFLICT DO NOTHING: when a concurrent upsert inserts the id first, this statement
+    returns no row (rather than a unique violation) and the caller runs it again as an update.
     """
 
     def build() -> Compiled:
@@ -93,6 +95,7 @@ def upsert(cache: SchemaCache, c: Collection, names: tuple[str, ...]) -> Compile
         insert = exp.Insert(
             this=exp.Schema(this=_table(c), expressions=[ident(n) for n in ("id", *names)]),
             expression=values,
+            conflict=exp.OnConflict(action=exp.var("DO NOTHING"), conflict_keys=[ident("id")]),
         )
         _returning(insert, _select_list(c))
         outputs = [column(n) for n in output_columns(c)]

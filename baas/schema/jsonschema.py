@@ -240,7 +240,7 @@ def _rules(spec: TypeSpec) -> list[dict[str, Any]]:
         rules.append(
             {"if": _is("multiple", True), "then": {"properties": {"unique": {"const": False}}}}
         )
-    if spec.name in ("select", "relation"):  # min/max count items
+    if spec.name in ("select", "relation", "file"):  # min/max count items
         rules.append(
             {
                 "if": {"not": _is("multiple", True)},

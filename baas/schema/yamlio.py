@@ -1,12 +1,14 @@
 """Reading and writing schema files (YAML) without YAML 1.1's surprises.
 
-Only `true`/`false` are booleans (a field called `on` or `no` stays a name), a key repeated in the
-same mapping is an error rather than silently winning, and files are written in declaration order.
+Scalars follow YAML 1.2: only `true`/`false` are booleans (a field called `on` or `no` stays a
+name) and dates stay strings; a key repeated in the same mapping is an error rather than silently
+winning, and files are written in declaration order.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Hashable
 from typing import Any
 
 import yaml
@@ -16,24 +18,48 @@ from baas.schema.document import SchemaError
 HEADER = "# yaml-language-server: $schema=./baas.schema.json\n"
 
 
+# YAML 1.2 core schema scalars. YAML 1.1 (PyYAML's default) also reads yes/no/on/off as booleans,
+# 2026-01-31 as a date object (which a date default then rejects), 1:30 as 90 and 0755 as octal.
+_BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+_INT = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
+_FLOAT = re.compile(
+    r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+)
+_SCALARS = (
+    ("tag:yaml.org,2002:bool", _BOOL, list("tTfF")),
+    ("tag:yaml.org,2002:int", _INT, list("-+0123456789")),
+    ("tag:yaml.org,2002:float", _FLOAT, list("-+.0123456789")),
+)
+_REPLACED = {tag for tag, _, _ in _SCALARS} | {"tag:yaml.org,2002:timestamp"}
+
+
 class _Loader(yaml.SafeLoader):
     pass
 
 
-# Replace YAML 1.1's bool resolver (yes/no/on/off) with YAML 1.2's (true/false only).
 _Loader.yaml_implicit_resolvers = {
-    key: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    key: [(tag, regexp) for tag, regexp in resolvers if tag not in _REPLACED]
     for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
+for _tag, _regexp, _first in _SCALARS:
+    _Loader.add_implicit_resolver(_tag, _regexp, _first)
+
+
+def _int(loader: _Loader, node: yaml.ScalarNode) -> int:
+    text = loader.construct_scalar(node)
+    assert isinstance(text, str)
+    if text.startswith(("0o", "0x")):
+        return int(text[2:], 8 if text[1] == "o" else 16)
+    return int(text, 10)  # 0755 is 755, as in YAML 1.2
 
 
 def _mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
     seen: set[Any] = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
+        if not isinstance(key, Hashable):
+            continue  # construct_mapping reports it, with its position
         if key in seen:
             line = key_node.start_mark.line + 1
             raise SchemaError([f"line {line}: {key!r} is defined twice in the same mapping"])
@@ -41,6 +67,7 @@ def _mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dic
     return loader.construct_mapping(node, deep=deep)
 
 
+_Loader.add_constructor("tag:yaml.org,2002:int", _int)
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
 
 
@@ -56,6 +83,11 @@ def load_yaml(text: str) -> Any:
 
 class _Dumper(yaml.SafeDumper):
     pass
+
+
+# Quote every string that either YAML 1.1 or 1.2 would read as something else ('on', '1e3').
+for _tag, _regexp, _first in _SCALARS:
+    _Dumper.add_implicit_resolver(_tag, _regexp, _first)
 
 
 def _short_list(dumper: yaml.SafeDumper, data: list[Any]) -> yaml.Node:

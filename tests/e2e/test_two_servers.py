@@ -20,26 +20,28 @@ def _collections(client) -> list[str]:  # type: ignore[no-untyped-def]
 
 def test_schema_changes_reach_the_other_server(database_url: str, tmp_path: Path) -> None:
     env = {"BAAS_DATABASE_URL": database_url}
-    with running(tmp_path, env, name="a") as a, running(tmp_path, env, name="b") as b:
-        with a.client() as ca, b.client() as cb:
-            assert ca.post("/api/admin/schema/apply", json={"document": POSTS}).status_code == 200
-            eventually(lambda: _collections(cb) == ["posts"])
+    with (
+        running(tmp_path, env, name="a") as a,
+        running(tmp_path, env, name="b") as b,
+        a.client() as ca,
+        b.client() as cb,
+    ):
+        assert ca.post("/api/admin/schema/apply", json={"document": POSTS}).status_code == 200
+        eventually(lambda: _collections(cb) == ["posts"])
 
-            created = cb.post("/api/collections/posts/records", json={"title": "from b"})
-            assert created.status_code == 201
-            got = ca.get(f"/api/collections/posts/records/{created.json()['id']}")
-            assert got.json()["title"] == "from b"
+        created = cb.post("/api/collections/posts/records", json={"title": "from b"})
+        assert created.status_code == 201
+        got = ca.get(f"/api/collections/posts/records/{created.json()['id']}")
+        assert got.json()["title"] == "from b"
 
-            assert (
-                cb.post("/api/admin/schema/apply", json={"document": WITH_VIEWS}).status_code == 200
+        assert cb.post("/api/admin/schema/apply", json={"document": WITH_VIEWS}).status_code == 200
+        eventually(
+            lambda: (
+                ca.post(
+                    "/api/collections/posts/records", json={"title": "x", "views": 3}
+                ).status_code
+                == 201
             )
-            eventually(
-                lambda: (
-                    ca.post(
-                        "/api/collections/posts/records", json={"title": "x", "views": 3}
-                    ).status_code
-                    == 201
-                )
-            )
-            ready = ca.get("/api/health/ready").json()
-            assert ready["schema_version"] == 2
+        )
+        ready = ca.get("/api/health/ready").json()
+        assert ready["schema_version"] == 2

@@ -296,6 +296,26 @@ async def test_bodies_the_schema_rejects_the_api_rejects(
     _conforms(document, "Error", response.json())
 
 
+@pytest.mark.parametrize(
+    ("values", "accepted"),
+    [
+        ({"email": ""}, True),  # an optional email or URL may be empty
+        ({"homepage": ""}, True),
+        ({"email": "ada@example.com", "homepage": "https://ada.example/x"}, True),
+        ({"email": "ada"}, False),  # (jsonschema checks "uri" only with rfc3987 installed)
+    ],
+)
+async def test_email_and_url_formats_match_the_server(
+    admin: httpx.AsyncClient, document: dict[str, Any], values: dict[str, Any], accepted: bool
+) -> None:
+    body = {"name": "Ada", **values}
+    assert _validator(document, "AuthorsCreate").is_valid(body) is accepted
+    response = await admin.post(AUTHORS, json=body)
+    assert (response.status_code == 201) is accepted, response.text
+    if accepted:
+        _conforms(document, "AuthorsRecord", response.json())
+
+
 async def test_text_bounds_and_pattern_match_the_server(
     admin: httpx.AsyncClient, document: dict[str, Any]
 ) -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -35,10 +36,10 @@ def when(text: str) -> datetime:
 def uuid7_time(text: str) -> datetime:
     """The millisecond timestamp in the first 48 bits of a version 7 UUID."""
     millis = int(uuid.UUID(text).hex[:12], 16)
-    return datetime.fromtimestamp(millis / 1000, tz=when("2000-01-01T00:00:00Z").tzinfo)
+    return datetime.fromtimestamp(millis / 1000, tz=UTC)
 
 
-async def create(client: httpx.AsyncClient, body: dict[str, object]) -> dict[str, object]:
+async def create(client: httpx.AsyncClient, body: dict[str, Any]) -> dict[str, Any]:
     response = await client.post(URL, json=body)
     assert response.status_code == 201, response.text
     return response.json()  # type: ignore[no-any-return]
@@ -215,3 +216,23 @@ async def test_crud_scenarios(module_admin, seeded, case):
     if case.status >= 400:
         after = await module_admin.get(f"{URL}/{seeded['p1']}")
         assert after.json() == before  # a refused request changes nothing
+
+
+async def test_records_need_a_service_key_until_access_rules_exist(admin, anon):
+    await apply_schema(admin, POSTS)
+    record = await create(admin, FULL)
+    one = f"{URL}/{record['id']}"
+    for response in (
+        await anon.get(URL),
+        await anon.get(one),
+        await anon.post(URL, json=FULL),
+        await anon.patch(one, json={"title": "x"}),
+        await anon.put(one, json={"title": "x"}),
+        await anon.delete(one),
+        await anon.get(one, headers={"Authorization": "Bearer baas_sk_wrong"}),
+    ):
+        assert response.status_code == 401, response.text
+        assert response.headers["www-authenticate"] == "Bearer"
+        assert response.json()["error"]["code"] in ("unauthorized", "invalid_token")
+    assert (await admin.get(one)).json() == record
+    assert (await admin.get(URL)).json()["total"] == 1

@@ -163,6 +163,12 @@ CREATES = [
     bad("at", "yesterday", "invalid_datetime"),
     bad("at", "2026-01-31T25:00:00Z", "invalid_datetime"),
     bad("at", 1700000000, "invalid_type"),
+    bad("at", "0001-01-01T00:00:00+01:00", "out_of_range"),
+    bad("at", "9999-12-31T23:59:59-01:00", "out_of_range"),
+    bad("at", "0001-01-01T00:00:00Z", "out_of_range"),
+    bad("at", "9999-12-31T23:59:59.999999Z", "out_of_range"),
+    ok("at", "0001-01-01T00:00:01Z"),
+    ok("at", "9999-12-31T23:59:59Z"),
     bad("at", "2026-01-31T12:00:00Z" * 3, "invalid_type"),
     # date
     ok("day", "2026-01-31"),
