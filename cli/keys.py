@@ -9,8 +9,6 @@ from baas.errors import InvalidParameter, NotFound
 from baas.records.validation import record_id
 from cli.runtime import fail, load_settings, run_with_db
 
-MAX_NAME_LENGTH = 100  # as the admin API accepts
-
 app = typer.Typer(help="Service API keys for servers and CI.", no_args_is_help=True)
 
 
@@ -19,8 +17,10 @@ def create(
     name: str = typer.Argument(..., help="What the key is for, e.g. 'ci' or 'backend'."),
 ) -> None:
     """Create a key and print it once (only its hash is kept)."""
-    if not 0 < len(name) <= MAX_NAME_LENGTH or "\x00" in name:
-        fail(InvalidParameter(f"the name must be 1-{MAX_NAME_LENGTH} characters"))
+    try:
+        key_service.check_name(name)  # before starting any database
+    except InvalidParameter as exc:
+        fail(exc)
     row, key = run_with_db(load_settings(), lambda db: key_service.create_key(db, name))
     typer.echo(key)
     typer.secho(

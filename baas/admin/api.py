@@ -98,9 +98,7 @@ async def list_keys(request: Request) -> Response:
 async def create_key(request: Request) -> Response:
     _admin(request)
     body = await read_json(request)
-    name = body.get("name") if isinstance(body, dict) else None
-    if not isinstance(name, str) or not 0 < len(name) <= 100 or "\x00" in name:
-        raise InvalidParameter('send {"name": "..."} (1-100 characters)', code="invalid_body")
+    name = keys.check_name(body.get("name") if isinstance(body, dict) else None)
     row, key = await keys.create_key(context(request).db, name)
     return json_response({**row, "key": key}, status=201)
 

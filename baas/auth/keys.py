@@ -14,9 +14,10 @@ from typing import Any
 
 from baas.auth.identity import Identity
 from baas.db.pool import Database
-from baas.errors import NotFound
+from baas.errors import InvalidParameter, NotFound
 
 PREFIX = "baas_sk_"
+MAX_NAME_LENGTH = 100
 CHANNEL = "baas_keys"
 
 
@@ -51,8 +52,17 @@ class KeyRing:
         }
 
 
+def check_name(name: object) -> str:
+    if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME_LENGTH or "\x00" in name:
+        raise InvalidParameter(
+            f"a key name is 1-{MAX_NAME_LENGTH} characters, e.g. 'ci'", code="invalid_body"
+        )
+    return name
+
+
 async def create_key(db: Database, name: str) -> tuple[dict[str, Any], str]:
     """Store a new key; return its description and the key itself (shown this once)."""
+    check_name(name)
     key = generate_key()
     async with db.transaction() as tx:
         row = await tx.fetchrow(

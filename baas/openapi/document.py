@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from baas.openapi.admin import admin_paths
+from baas.openapi.common import errors, json_content, ref
 from baas.schema.cache import SchemaCache
 from baas.schema.fields import TYPES
 from baas.schema.models import Collection, Field
@@ -55,6 +57,7 @@ def _build(cache: SchemaCache, base_url: str, version: str) -> dict[str, Any]:
     paths["/api/batch"] = {"post": _batch_operation()}
     paths["/api/health"] = {"get": _simple("Liveness: the process is up", "health")}
     paths["/api/health/ready"] = {"get": _simple("Readiness: the database answers", "ready")}
+    paths.update(admin_paths())
     return {
         "openapi": "3.1.0",
         "info": {
@@ -70,7 +73,7 @@ def _build(cache: SchemaCache, base_url: str, version: str) -> dict[str, Any]:
             "responses": {
                 code: {
                     "description": text,
-                    "content": _json({"$ref": "#/components/schemas/Error"}),
+                    "content": json_content({"$ref": "#/components/schemas/Error"}),
                 }
                 for code, text in _ERROR_CODES.items()
             },
@@ -186,7 +189,7 @@ def _page_schema(title: str) -> dict[str, Any]:
     return {
         "type": "object",
         "properties": {
-            "items": {"type": "array", "items": _ref(f"{title}Record")},
+            "items": {"type": "array", "items": ref(f"{title}Record")},
             "page": {"type": "integer"},
             "per_page": {"type": "integer"},
             "total": {"type": ["integer", "null"]},
@@ -224,18 +227,6 @@ def _error_schema() -> dict[str, Any]:
     }
 
 
-def _json(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"application/json": {"schema": schema}}
-
-
-def _ref(name: str) -> dict[str, Any]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _errors(*codes: str) -> dict[str, Any]:
-    return {code: {"$ref": f"#/components/responses/{code}"} for code in codes}
-
-
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
 _LIST_PARAMETERS = [
     {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1}},
@@ -258,9 +249,9 @@ _LIST_PARAMETERS = [
 
 def _collection_paths(c: Collection, title: str) -> dict[str, Any]:
     base = f"/api/collections/{c.name}/records"
-    record = {"content": _json(_ref(f"{title}Record"))}
-    create = {"required": True, "content": _json(_ref(f"{title}Create"))}
-    update = {"required": True, "content": _json(_ref(f"{title}Update"))}
+    record = {"content": json_content(ref(f"{title}Record"))}
+    create = {"required": True, "content": json_content(ref(f"{title}Create"))}
+    update = {"required": True, "content": json_content(ref(f"{title}Update"))}
     tag = [c.name]
     return {
         base: {
@@ -272,9 +263,9 @@ def _collection_paths(c: Collection, title: str) -> dict[str, Any]:
                 "responses": {
                     "200": {
                         "description": "A page of records",
-                        "content": _json(_ref(f"{title}Page")),
+                        "content": json_content(ref(f"{title}Page")),
                     },
-                    **_errors("400", "401", "403", "404", "503"),
+                    **errors("400", "401", "403", "404", "503"),
                 },
             },
             "post": {
@@ -284,7 +275,7 @@ def _collection_paths(c: Collection, title: str) -> dict[str, Any]:
                 "requestBody": create,
                 "responses": {
                     "201": {"description": "Created", **record},
-                    **_errors("400", "401", "403", "404", "409", "413", "415"),
+                    **errors("400", "401", "403", "404", "409", "413", "415"),
                 },
             },
         },
@@ -296,7 +287,7 @@ def _collection_paths(c: Collection, title: str) -> dict[str, Any]:
                 "summary": f"Get a {c.name} record",
                 "responses": {
                     "200": {"description": "The record", **record},
-                    **_errors("401", "403", "404"),
+                    **errors("401", "403", "404"),
                 },
             },
             "patch": {
@@ -306,7 +297,7 @@ def _collection_paths(c: Collection, title: str) -> dict[str, Any]:
                 "requestBody": update,
                 "responses": {
                     "200": {"description": "Updated", **record},
-                    **_errors("400", "401", "403", "404", "409"),
+                    **errors("400", "401", "403", "404", "409"),
                 },
             },
             "put": {
@@ -317,7 +308,7 @@ def _collection_paths(c: Collection, title: str) -> dict[str, Any]:
                 "responses": {
                     "200": {"description": "Updated", **record},
                     "201": {"description": "Created", **record},
-                    **_errors("400", "401", "403", "409"),
+                    **errors("400", "401", "403", "409"),
                 },
             },
             "delete": {
@@ -326,7 +317,7 @@ def _collection_paths(c: Collection, title: str) -> dict[str, Any]:
                 "summary": f"Delete a {c.name} record",
                 "responses": {
                     "204": {"description": "Deleted"},
-                    **_errors("401", "403", "404", "409"),
+                    **errors("401", "403", "404", "409"),
                 },
             },
         },
@@ -349,7 +340,7 @@ def _batch_operation() -> dict[str, Any]:
         "summary": "Run several writes in one transaction (all or nothing)",
         "requestBody": {
             "required": True,
-            "content": _json(
+            "content": json_content(
                 {
                     "type": "object",
                     "properties": {"operations": {"type": "array", "items": op}},
@@ -360,7 +351,7 @@ def _batch_operation() -> dict[str, Any]:
         "responses": {
             "200": {
                 "description": "One result per operation",
-                "content": _json(
+                "content": json_content(
                     {
                         "type": "object",
                         "properties": {
@@ -378,7 +369,7 @@ def _batch_operation() -> dict[str, Any]:
                     }
                 ),
             },
-            **_errors("400", "401", "403", "404", "409", "413"),
+            **errors("400", "401", "403", "404", "409", "413"),
         },
     }
 

@@ -7,6 +7,7 @@ back (what `baas schema pull` saves), leaving out options that have their defaul
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -75,7 +76,8 @@ def parse_document(doc: Any, *, stored: bool = False) -> Schema:
     if not isinstance(doc, Mapping):
         raise SchemaError(["document: must be a mapping with a 'collections' key"])
     _unknown_keys(doc, {"collections"}, "document", problems)
-    raw = doc.get("collections") or {}
+    raw = doc.get("collections")
+    raw = {} if raw is None else raw
     if not isinstance(raw, Mapping):
         raise SchemaError(["collections: must be a mapping of collection name -> definition"])
     if len(raw) > MAX_COLLECTIONS:
@@ -107,7 +109,8 @@ def _collection(
     allowed = {"fields", "indexes", "renamed_from"} | ({"id"} if stored else set())
     _unknown_keys(definition, allowed, path, problems)
     renamed_from = _renamed_from(definition, path, "collection", problems)
-    raw_fields = definition.get("fields") or {}
+    raw_fields = definition.get("fields")
+    raw_fields = {} if raw_fields is None else raw_fields
     if not isinstance(raw_fields, Mapping):
         problems.add(f"{path}.fields", "must be a mapping of field name -> type or definition")
         return None
@@ -150,8 +153,8 @@ def _field(
         problems.add(f"{path}.type", "must be one of: " + ", ".join(TYPES))
         return None
     allowed = spec.options if stored else spec.options - {"id"}
-    before = len(problems.items)
     _unknown_keys(definition, allowed, path, problems, hint=f"for type {kind}")
+    before = len(problems.items)  # unknown keys aside, are the option values usable?
     values: dict[str, Any] = {"name": name, "type": kind}
     for key in ("required", "unique", "hidden", "multiple", "protected"):
         if key in definition:
@@ -167,7 +170,7 @@ def _field(
         values["values"] = _select_values(definition["values"], f"{path}.values", problems)
     if "collection" in definition:
         target = definition["collection"]
-        if target not in names:
+        if not isinstance(target, str) or target not in names:
             problems.add(f"{path}.collection", f"no collection named {target!r} in this schema")
         values["collection"] = target
     if "on_delete" in definition:
@@ -221,7 +224,7 @@ def _check_field(f: Field, path: str, problems: _Problems) -> None:
             value = getattr(f, key)
             if value is not None and (value < 0 or not float(value).is_integer()):
                 problems.add(f"{path}.{key}", "must be a whole number of at least 0")
-    elif (f.min is not None or f.max is not None) and f.type in ("select", "relation"):
+    elif (f.min is not None or f.max is not None) and f.type in ("select", "relation", "file"):
         problems.add(path, "min/max count items, so they need multiple: true")
     if f.unique and (f.multiple or not spec.can_unique):
         problems.add(
@@ -240,7 +243,7 @@ def _with_default(f: Field, raw: Any, path: str, problems: _Problems) -> Field:
     if raw is None:
         return f
     if raw == "now" and f.type in ("datetime", "date"):
-        return _replace(f, default=Default("now"))
+        return _replace(f, default=Default("now", now=True))
     try:
         value = parse_value(f, raw)
     except FieldValueError as exc:
@@ -341,8 +344,8 @@ def _bool(value: Any, path: str, problems: _Problems) -> bool:
 
 
 def _number(value: Any, path: str, problems: _Problems) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        problems.add(path, "must be a number")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        problems.add(path, "must be a finite number")
         return None
     return value
 

@@ -17,13 +17,14 @@ TABLE_SCHEMA = "public"  # collections are tables here; system tables live in `b
 
 @dataclass(frozen=True)
 class Default:
-    """A declared default value; `now` is the special value for datetime/date fields."""
+    """A declared default value; `now=True` for the special `now` of datetime/date fields."""
 
     value: Any
+    now: bool = False
 
     @property
     def is_now(self) -> bool:
-        return isinstance(self.value, str) and self.value == "now"
+        return self.now
 
 
 @dataclass(frozen=True)
