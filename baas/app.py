@@ -32,6 +32,7 @@ from baas.db.migrate import migrate
 from baas.db.pool import Database, PoolOptions
 from baas.errors import ApiError, MethodNotAllowed, NotFound, internal_error_body
 from baas.http import health
+from baas.http.access_log import AccessLog
 from baas.http.middleware import RequestMiddleware
 from baas.http.request import context, request_id
 from baas.http.responses import error_response, json_response
@@ -128,12 +129,18 @@ def _listener(ctx: AppContext) -> Listener:
 
 
 def create_app(settings: Settings) -> Starlette:
+    access_log = AccessLog(settings.log_format) if settings.access_log else None
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         ctx, listener = await start(settings)
+        if access_log is not None:
+            access_log.start()
         try:
             yield {"ctx": ctx}
         finally:
+            if access_log is not None:
+                await access_log.close()
             await listener.stop()
             await ctx.db.close()
 
@@ -147,7 +154,7 @@ def create_app(settings: Settings) -> Starlette:
             authenticate=authenticate,
             max_body_bytes=settings.max_body_bytes,
             https=settings.base_url.startswith("https://"),
-            log_requests=settings.access_log,
+            access_log=access_log,
         )
     ]
     if settings.cors_origins:

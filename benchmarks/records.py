@@ -34,7 +34,7 @@ import sysconfig
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -218,6 +218,8 @@ class Target:
     create_path: str
     create_status: int  # baas answers 201 Created, PocketBase 200
     ids: list[str]
+    pids: list[int] = field(default_factory=list)  # server processes (with their children)
+    markers: list[str] = field(default_factory=list)  # and processes whose command line has one
     notes: list[str] = field(default_factory=list)
 
 
@@ -236,9 +238,12 @@ def baas_target(args: argparse.Namespace, work: Path) -> Iterator[Target]:
     access_log = env.get("BAAS_ACCESS_LOG", "on (default)")
     notes = [f"baas: {args.workers} worker(s), access log {access_log}"]
     notes += [f"baas: {k}={v}" for k, v in args.baas_env.items() if k != "BAAS_ACCESS_LOG"]
+    markers = []
     with contextlib.ExitStack() as stack:
         if args.database_url:
             env["BAAS_DATABASE_URL"] = stack.enter_context(scratch_database(args.database_url))
+            # Its backends show the database in their title: "postgres: user db host state".
+            markers.append(" " + urlsplit(env["BAAS_DATABASE_URL"]).path.lstrip("/") + " ")
             notes.append("baas: external PostgreSQL (scratch database)")
         else:
             notes.append("baas: embedded PostgreSQL (pgserver)")
@@ -277,6 +282,8 @@ def baas_target(args: argparse.Namespace, work: Path) -> Iterator[Target]:
             create_path=f"/api/collections/{COLLECTION}/records",
             create_status=201,
             ids=ids,
+            pids=[proc.pid, *postmaster_pid(data_dir)],
+            markers=markers,
             notes=notes,
         )
 
@@ -305,6 +312,13 @@ def stop_baas(proc: subprocess.Popen[bytes], data_dir: Path, log: Path) -> None:
         for _ in range(100):
             os.kill(pid, 0)  # raises once it is gone
             time.sleep(0.1)
+
+
+def postmaster_pid(data_dir: Path) -> list[int]:
+    """The embedded PostgreSQL's postmaster, if it runs (an external one is not ours to count)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        return [int((data_dir / "pg" / "postmaster.pid").read_text().splitlines()[0])]
+    return []
 
 
 def baas_version(executable: Path) -> str:
@@ -412,6 +426,7 @@ def pocketbase_target(args: argparse.Namespace, work: Path) -> Iterator[Target]:
             create_path=path,
             create_status=200,
             ids=ids,
+            pids=[proc.pid],
             notes=[
                 "pb: default settings (request logging to its logs DB stays on)",
                 f"pb: public list/view/create rules, {index} an index on (created, id)",
@@ -599,6 +614,7 @@ class Result:
     non_2xx: int
     socket_errors: dict[str, int]
     response_bytes: int  # body size of one sample response
+    other_cpu_cores: float | None  # CPU used meanwhile by processes not under test (cores)
 
 
 def bench_target(args: argparse.Namespace, target: Target, lua_dir: Path) -> list[Result]:
@@ -616,7 +632,9 @@ def bench_target(args: argparse.Namespace, target: Target, lua_dir: Path) -> lis
         script = write_lua(target, workload, lua_dir)
         if args.warmup > 0:
             run_wrk(args, target.base_url, script, args.warmup)
+        before = cpu_snapshot(target.pids, target.markers)
         measured = run_wrk(args, target.base_url, script, args.duration)
+        other = other_cpu(before, cpu_snapshot(target.pids, target.markers))
         result = Result(
             workload=workload,
             system=target.system,
@@ -630,8 +648,11 @@ def bench_target(args: argparse.Namespace, target: Target, lua_dir: Path) -> lis
             non_2xx=measured.non_2xx,
             socket_errors=measured.socket_errors,
             response_bytes=len(sample.body),
+            other_cpu_cores=other,
         )
         errors = f", {measured.errors:,} errors" if measured.errors else ""
+        if other is not None and other >= NOISY_CORES:
+            errors += f" (other processes used {other:.2f} cores meanwhile)"
         print(
             f"  {workload:<11} {measured.requests_per_sec:>10,.0f} req/s  "
             f"p50 {fmt_ms(result.p50_ms)}  p99 {fmt_ms(result.p99_ms)}{errors}",
@@ -639,6 +660,74 @@ def bench_target(args: argparse.Namespace, target: Target, lua_dir: Path) -> lis
         )
         results.append(result)
     return results
+
+
+# -- CPU used by processes outside the benchmark -------------------------------------------------
+
+NOISY_CORES = 0.1  # other work above this while measuring is reported
+
+
+@dataclass(frozen=True)
+class CpuSnapshot:
+    at: float
+    busy_ticks: int  # all CPUs, from /proc/stat
+    ours_ticks: int  # this process (wrk is reaped into it) and the server trees
+
+
+def _proc_stat(pid: int | str) -> tuple[int, int] | None:
+    """(parent pid, CPU ticks incl. reaped children) of a process; None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return int(fields[1]), sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
+
+
+def cpu_snapshot(server_pids: Sequence[int], markers: Sequence[str] = ()) -> CpuSnapshot | None:
+    """CPU ticks so far of the whole machine and of the processes under test (Linux only)."""
+    try:
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+        stats = {int(p): _proc_stat(p) for p in os.listdir("/proc") if p.isdigit()}
+    except (OSError, ValueError):
+        return None
+    children: dict[int, list[int]] = {}
+    for pid, stat in stats.items():
+        if stat is not None:
+            children.setdefault(stat[0], []).append(pid)
+    ours, todo = 0, [os.getpid(), *server_pids, *_matching(stats, markers)]
+    seen: set[int] = set()
+    while todo:
+        pid = todo.pop()
+        stat = stats.get(pid)
+        if pid in seen or stat is None:
+            continue
+        seen.add(pid)
+        ours += stat[1]
+        todo.extend(children.get(pid, ()))
+    busy = sum(values) - values[3] - (values[4] if len(values) > 4 else 0)  # minus idle, iowait
+    return CpuSnapshot(time.monotonic(), busy, ours)
+
+
+def _matching(pids: Iterable[int], markers: Sequence[str]) -> list[int]:
+    found = []
+    for pid in pids if markers else ():
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                command = f.read().replace(b"\0", b" ").decode(errors="replace")
+            if any(m in command for m in markers):
+                found.append(pid)
+    return found
+
+
+def other_cpu(before: CpuSnapshot | None, after: CpuSnapshot | None) -> float | None:
+    """Cores used between two snapshots by everything but the processes under test."""
+    if before is None or after is None or after.at <= before.at:
+        return None
+    ticks_per_s = os.sysconf("SC_CLK_TCK")
+    other = (after.busy_ticks - before.busy_ticks) - (after.ours_ticks - before.ours_ticks)
+    return max(0.0, other / ticks_per_s / (after.at - before.at))
 
 
 # -- report --------------------------------------------------------------------------------------
@@ -679,6 +768,16 @@ def render(results: Sequence[Result], notes: Sequence[str]) -> str:
         lines.append("")
         lines.append(
             "warning: errors during " + ", ".join(failed) + "; their req/s count failed requests"
+        )
+    noisy = [
+        f"{r.workload}/{r.system} {r.other_cpu_cores:.2f}"
+        for r in results
+        if r.other_cpu_cores is not None and r.other_cpu_cores >= NOISY_CORES
+    ]
+    if noisy:
+        lines.append("")
+        lines.append(
+            "warning: other processes used CPU (cores) while measuring " + ", ".join(noisy)
         )
     found = ratios(results)
     if found:
@@ -814,6 +913,25 @@ def wrk_version(wrk: str) -> str:
     return first[0].split(" Copyright")[0] if first else "unknown"
 
 
+def cpu_busy(seconds: float = 1.0) -> float | None:
+    """How busy all CPUs are (percent) over `seconds`, from /proc/stat; None elsewhere."""
+
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as stat:
+            values = [int(v) for v in stat.readline().split()[1:]]
+        idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+        return sum(values), idle
+
+    try:
+        total_a, idle_a = sample()
+        time.sleep(seconds)
+        total_b, idle_b = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    total = total_b - total_a
+    return 100.0 * (total - (idle_b - idle_a)) / total if total > 0 else None
+
+
 def _raise_exit(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)  # unwinds through every finally: servers get stopped
 
@@ -838,12 +956,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     results: list[Result] = []
     notes: list[str] = []
-    load_before = os.getloadavg()[0]
     cpus = os.cpu_count() or 1
-    if load_before > 0.5 * cpus:
+    busy = cpu_busy()
+    if busy is not None and busy > 25:
         print(
-            f"warning: the load average is {load_before:.2f} on {cpus} core(s); other work on"
-            " this machine will skew the numbers",
+            f"warning: the CPUs are already {busy:.0f}% busy; other work on this machine will"
+            " skew the numbers",
             file=sys.stderr,
         )
     versions = {"wrk": wrk_version(args.wrk)}
@@ -871,13 +989,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not ok:
         return 1
     notes.append(f"load generator and server share this machine's {cpus} core(s)")
-    notes.append(f"1-min load average before the run: {load_before:.2f}")
+    if busy is not None:
+        notes.append(f"CPU busy with other work just before the run: {busy:.0f}%")
     print("\n" + render(results, notes))
     report = {
         "benchmark": "records",
         "started": started.isoformat(timespec="seconds"),
         "machine": {
             "cpus": cpus,
+            "cpu_busy_before_pct": None if busy is None else round(busy, 1),
             "platform": platform.platform(),
             "python": platform.python_version(),
         },

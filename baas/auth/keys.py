@@ -18,6 +18,7 @@ from baas.errors import InvalidParameter, NotFound
 
 PREFIX = "baas_sk_"
 MAX_NAME_LENGTH = 100
+MAX_REMEMBERED = 1000  # valid keys remembered per process (there are only a few in use)
 CHANNEL = "baas_keys"
 
 
@@ -35,21 +36,27 @@ class KeyRing:
     def __init__(self, env_key: str = "") -> None:
         self._env_hash = hash_key(env_key) if env_key else None
         self._keys: dict[bytes, Identity] = {}
+        self._seen: dict[str, Identity] = {}  # valid keys as presented: skips hashing again
 
     def identify(self, key: str) -> Identity | None:
-        digest = hash_key(key)
-        found = self._keys.get(digest)
+        found = self._seen.get(key)
         if found is not None:
             return found
-        if self._env_hash is not None and hmac.compare_digest(digest, self._env_hash):
-            return Identity("service", name="env")
-        return None
+        digest = hash_key(key)
+        found = self._keys.get(digest)
+        env = self._env_hash
+        if found is None and env is not None and hmac.compare_digest(digest, env):
+            found = Identity("service", name="env")
+        if found is not None and len(self._seen) < MAX_REMEMBERED:
+            self._seen[key] = found
+        return found
 
     async def reload(self, db: Database) -> None:
         rows = await db.fetch("SELECT id, name, hash FROM baas.service_keys WHERE revoked IS NULL")
         self._keys = {
             bytes(r["hash"]): Identity("service", id=r["id"], name=r["name"]) for r in rows
         }
+        self._seen = {}  # a revoked key must be hashed (and refused) again
 
 
 def check_name(name: object) -> str:

@@ -117,6 +117,8 @@ def _from_postgres(exc: asyncpg.PostgresError) -> ApiError | UnexpectedDatabaseE
         cls, code, message = _BY_SQLSTATE[state]
         headers = {"Retry-After": "1"} if cls is ServiceUnavailable else None
         return cls(message, code=code, headers=headers)
+    if state.startswith("22"):  # any other data exception: a value PostgreSQL cannot take
+        return InvalidValue("a value is not acceptable to the database", code="invalid_value")
     if state.startswith("08"):
         return ServiceUnavailable("the database is unavailable", code="database_unavailable")
     return UnexpectedDatabaseError(f"{type(exc).__name__} {state}: {exc}")

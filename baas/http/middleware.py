@@ -8,10 +8,10 @@ WebSocket connections pass through untouched: their endpoint authenticates them 
 
 from __future__ import annotations
 
-import logging
+import itertools
 import re
+import secrets
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -19,9 +19,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from baas.auth.identity import Identity
 from baas.errors import ApiError, PayloadTooLarge, error_body
+from baas.http.access_log import AccessLog
 from baas.http.responses import dumps
-
-access_log = logging.getLogger("baas.access")
 
 Authenticate = Callable[[Scope, str | None], Identity]  # Scope: a MutableMapping
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
@@ -35,26 +34,29 @@ class RequestMiddleware:
         authenticate: Authenticate,
         max_body_bytes: int,
         https: bool,
-        log_requests: bool,
+        access_log: AccessLog | None,
     ) -> None:
         self.app = app
         self.authenticate = authenticate
         self.max_body_bytes = max_body_bytes
-        self.log_requests = log_requests
-        self.headers = _security_headers(https)
+        self.access_log = access_log
+        self.headers = _page_headers(https)
+        self.api_headers = _api_headers(https)
+        # Request ids: unique per process (random prefix) and cheap (a counter), not secret.
+        self._id_prefix = secrets.token_hex(12)
+        self._ids = itertools.count(1)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _request_id(scope)
-        scope["baas.request_id"] = request_id
         started = time.perf_counter()
+        given_id, authorization, length = _scan(scope["headers"])
+        request_id = given_id or f"{self._id_prefix}{next(self._ids) & 0xFFFFFFFF:08x}"
+        scope["baas.request_id"] = request_id
         status = 0
-        api = scope["path"].startswith("/api/")
-        extra = [(b"x-request-id", request_id.encode()), *self.headers]
-        if api:
-            extra += _API_HEADERS
+        fixed = self.api_headers if scope["path"].startswith("/api/") else self.headers
+        extra = [(b"x-request-id", request_id.encode()), *fixed]
 
         async def send_with_headers(message: Message) -> None:
             nonlocal status
@@ -64,17 +66,17 @@ class RequestMiddleware:
             await send(message)
 
         try:
-            scope["baas.identity"] = self.authenticate(scope, _authorization(scope))
-            _check_declared_length(scope, self.max_body_bytes)
+            scope["baas.identity"] = self.authenticate(scope, authorization)
+            if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
+                raise _too_large(self.max_body_bytes)
         except ApiError as exc:
             await _send_error(send_with_headers, exc, request_id)
         else:
-            await self.app(scope, self._limited(receive), send_with_headers)
-        if self.log_requests:
+            bounded = receive if scope["method"] in _BODILESS else self._limited(receive)
+            await self.app(scope, bounded, send_with_headers)
+        if self.access_log is not None:
             elapsed = (time.perf_counter() - started) * 1000
-            access_log.info(
-                "%s %s %s %.1fms %s", scope["method"], scope["path"], status, elapsed, request_id
-            )
+            self.access_log.record(scope["method"], scope["path"], status, elapsed, request_id)
 
     def _limited(self, receive: Receive) -> Receive:
         remaining = self.max_body_bytes
@@ -91,45 +93,47 @@ class RequestMiddleware:
         return receive_limited
 
 
-_API_HEADERS = [
-    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
-    (b"cache-control", b"no-store"),
-]
+_BODILESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})  # handlers never read a body
+_NOSNIFF = (b"x-content-type-options", b"nosniff")
+_HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
 
 
-def _security_headers(https: bool) -> list[tuple[bytes, bytes]]:
+def _api_headers(https: bool) -> list[tuple[bytes, bytes]]:
+    """JSON answers: never sniffed, never framed or rendered, never cached (records may be
+    private). Fewer headers than pages: every one costs time on every request."""
     headers = [
-        (b"x-content-type-options", b"nosniff"),
+        _NOSNIFF,
+        (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+        (b"cache-control", b"no-store"),
+    ]
+    return [*headers, _HSTS] if https else headers
+
+
+def _page_headers(https: bool) -> list[tuple[bytes, bytes]]:
+    """Everything else (pages of the console to come)."""
+    headers = [
+        _NOSNIFF,
         (b"x-frame-options", b"DENY"),
         (b"referrer-policy", b"no-referrer"),
         (b"cross-origin-opener-policy", b"same-origin"),
     ]
-    if https:
-        headers.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
-    return headers
+    return [*headers, _HSTS] if https else headers
 
 
-def _request_id(scope: Scope) -> str:
-    for name, value in scope["headers"]:
-        if name == b"x-request-id":
-            candidate: str = value.decode("latin-1")
-            if _REQUEST_ID.fullmatch(candidate):
-                return candidate
-    return uuid.uuid4().hex
-
-
-def _authorization(scope: Scope) -> str | None:
-    for name, value in scope["headers"]:
+def _scan(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, str | None, bytes | None]:
+    """One pass over the headers: (sane X-Request-Id, Authorization, Content-Length)."""
+    request_id = authorization = None
+    length = None
+    for name, value in headers:
         if name == b"authorization":
-            header: str = value.decode("latin-1")
-            return header
-    return None
-
-
-def _check_declared_length(scope: Scope, limit: int) -> None:
-    for name, value in scope["headers"]:
-        if name == b"content-length" and (not value.isdigit() or int(value) > limit):
-            raise _too_large(limit)
+            authorization = value.decode("latin-1")
+        elif name == b"content-length":
+            length = value
+        elif name == b"x-request-id":
+            candidate = value.decode("latin-1")
+            if _REQUEST_ID.fullmatch(candidate):
+                request_id = candidate
+    return request_id, authorization, length
 
 
 def _too_large(limit: int) -> PayloadTooLarge:

@@ -91,6 +91,7 @@ _EMAIL = re.compile(
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
 )
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\s]")
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _UUID = re.compile(
     r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
 )
@@ -98,6 +99,8 @@ _UUID = re.compile(
 
 def parse_uuid(value: Any) -> str:
     """Canonical lowercase text of a UUID, or FieldValueError."""
+    if isinstance(value, str) and len(value) == 36 and _CANONICAL_UUID.fullmatch(value):
+        return value  # the common case, already canonical
     if not isinstance(value, str) or not _UUID.fullmatch(value):
         raise FieldValueError(
             "invalid_id", "must be a UUID such as 0190f5a0-8c1e-7d2b-9f3a-1c2d3e4f5a6b"

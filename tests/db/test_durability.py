@@ -25,7 +25,7 @@ async def test_readiness_reports_lost_durability(client, ctx) -> None:  # type: 
     assert (await client.get("/api/health/ready")).status_code == 200
     name = await ctx.db.fetchval("SELECT current_database()")
     await ctx.db.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
-    await ctx.db.pool.expire_connections()  # new sessions pick up the database setting
+    ctx.db.pool.expire()  # new sessions pick up the database setting
     ready = await client.get("/api/health/ready")
     assert ready.status_code == 503
     assert ready.json()["status"] == "unsafe"

@@ -18,14 +18,18 @@ POSTS = "/api/collections/posts/records"
 ONE = POSTS + "/0190f5a0-8c1e-7d2b-9f3a-1c2d3e4f5a6b"
 JSON = {"Content-Type": "application/json"}
 ADMIN = {"Authorization": f"Bearer {SERVICE_KEY}"}
-SECURITY_HEADERS = {
+COMMON_HEADERS = {
     "x-content-type-options": "nosniff",
+    "strict-transport-security": "max-age=31536000; includeSubDomains",
+}
+PAGE_HEADERS = {  # pages (the console to come): the full set for documents
+    **COMMON_HEADERS,
     "x-frame-options": "DENY",
     "referrer-policy": "no-referrer",
     "cross-origin-opener-policy": "same-origin",
-    "strict-transport-security": "max-age=31536000; includeSubDomains",
 }
-API_HEADERS = {
+API_HEADERS = {  # JSON answers: never sniffed, framed, rendered or cached
+    **COMMON_HEADERS,
     "content-security-policy": "default-src 'none'; frame-ancestors 'none'",
     "cache-control": "no-store",
 }
@@ -90,7 +94,7 @@ async def test_middleware_scenarios(anon, case):
 
 
 def check_headers(response: httpx.Response, path: str) -> None:
-    expected = {**SECURITY_HEADERS, **(API_HEADERS if path.startswith("/api/") else {})}
+    expected = API_HEADERS if path.startswith("/api/") else PAGE_HEADERS
     for name, value in expected.items():
         assert response.headers.get_list(name) == [value], name
     assert response.headers["x-request-id"]

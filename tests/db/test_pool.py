@@ -1,0 +1,120 @@
+"""The connection pool: bounded, fair, and never hands out a connection with a query in flight."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from baas.db.pool import Database, PoolOptions
+from baas.errors import ApiError
+
+
+async def _open(url: str, **options: float) -> Database:
+    return await Database.open(url, PoolOptions(**{"min_size": 1, "max_size": 2, **options}))  # type: ignore[arg-type]
+
+
+async def test_never_more_than_max_size_connections(database_url: str) -> None:
+    db = await _open(database_url)
+    try:
+        pids = await asyncio.gather(
+            *(db.fetchval("SELECT pg_backend_pid() FROM pg_sleep(0.05)") for _ in range(8))
+        )
+        assert len(set(pids)) == 2
+        assert db.pool.size == 2
+    finally:
+        await db.close()
+
+
+async def test_waiting_too_long_for_a_connection_is_a_503(database_url: str) -> None:
+    db = await _open(database_url, max_size=1, acquire_timeout_s=0.2)
+    try:
+        slow = asyncio.create_task(db.fetchval("SELECT pg_sleep(1)"))
+        await asyncio.sleep(0.05)
+        with pytest.raises(ApiError) as raised:
+            await db.fetchval("SELECT 1")
+        assert raised.value.status == 503
+        assert raised.value.code == "database_timeout"
+        await slow
+        assert await db.fetchval("SELECT 1") == 1
+    finally:
+        await db.close()
+
+
+async def test_a_cancelled_query_never_reaches_the_next_caller(database_url: str) -> None:
+    db = await _open(database_url, max_size=1)
+    try:
+        first = await db.fetchval("SELECT pg_backend_pid()")
+        task = asyncio.create_task(db.fetchval("SELECT pg_sleep(5)"))
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        # The connection that was mid-query was thrown away; a fresh one answers at once.
+        assert await asyncio.wait_for(db.fetchval("SELECT 42"), 2) == 42
+        assert await db.fetchval("SELECT pg_backend_pid()") != first
+    finally:
+        await db.close()
+
+
+async def test_a_server_error_keeps_the_connection(database_url: str) -> None:
+    db = await _open(database_url, max_size=1)
+    try:
+        pid = await db.fetchval("SELECT pg_backend_pid()")
+        with pytest.raises(ApiError):
+            await db.fetchval("SELECT 1 / 0")
+        assert await db.fetchval("SELECT pg_backend_pid()") == pid
+    finally:
+        await db.close()
+
+
+async def test_a_connection_killed_by_the_server_is_replaced(database_url: str) -> None:
+    db = await _open(database_url, max_size=1)
+    try:
+        pid = await db.fetchval("SELECT pg_backend_pid()")
+        other = await Database.open(database_url, PoolOptions(min_size=1, max_size=1))
+        await other.fetchval("SELECT pg_terminate_backend($1)", pid)
+        await other.close()
+        await asyncio.sleep(0.1)  # the driver notices the closed socket
+        assert await db.fetchval("SELECT pg_backend_pid()") != pid
+    finally:
+        await db.close()
+
+
+async def test_waiters_are_served_in_order(database_url: str) -> None:
+    db = await _open(database_url, max_size=1)
+    order: list[int] = []
+    try:
+
+        async def use(n: int) -> None:
+            await db.fetchval("SELECT pg_sleep(0.02)")
+            order.append(n)
+
+        tasks = []
+        for n in range(5):
+            tasks.append(asyncio.create_task(use(n)))
+            await asyncio.sleep(0.001)
+        await asyncio.gather(*tasks)
+        assert order == [0, 1, 2, 3, 4]
+    finally:
+        await db.close()
+
+
+async def test_expire_replaces_every_connection(database_url: str) -> None:
+    db = await _open(database_url, max_size=1)
+    try:
+        before = await db.fetchval("SELECT pg_backend_pid()")
+        db.pool.expire()
+        assert await db.fetchval("SELECT pg_backend_pid()") != before
+    finally:
+        await db.close()
+
+
+async def test_an_open_transaction_is_never_handed_on(database_url: str) -> None:
+    db = await _open(database_url, max_size=1)
+    try:
+        async with db.connection() as conn:
+            await conn.execute("BEGIN; SET LOCAL application_name = 'leaked'")
+        assert await db.fetchval("SELECT current_setting('application_name')") == "baas"
+    finally:
+        await db.close()
