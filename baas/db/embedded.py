@@ -177,12 +177,17 @@ class EmbeddedPostgres:
         return result.returncode == 0
 
     def _initdb(self) -> None:
+        """Create the cluster in a scratch directory and move it into place only when complete,
+        so an interrupted first start (Ctrl-C during initdb) leaves nothing half-made."""
         log.info("initialising embedded PostgreSQL in %s", self.pgdata)
-        if self.pgdata.exists() and any(self.pgdata.iterdir()):
+        if self.pgdata.exists():
             raise EmbeddedError(f"{self.pgdata} exists but holds no PostgreSQL cluster")
-        self.pgdata.mkdir(mode=0o700, exist_ok=True)
-        self._hand_over(self.pgdata)
-        base = [str(self.binaries.initdb), "-D", str(self.pgdata), "-U", SUPERUSER]
+        scratch = self.data_dir / "pg.initdb"
+        if scratch.exists():
+            shutil.rmtree(scratch)
+        scratch.mkdir(mode=0o700)
+        self._hand_over(scratch)
+        base = [str(self.binaries.initdb), "-D", str(scratch), "-U", SUPERUSER]
         base += ["--auth=trust", "--encoding=UTF8"]
         for locale in (["--locale=C.UTF-8"], ["--no-locale"]):
             result = self._run(base + locale)
@@ -190,13 +195,14 @@ class EmbeddedPostgres:
                 break
         else:
             raise EmbeddedError(f"initdb failed:\n{result.stderr}")
-        with (self.pgdata / "postgresql.auto.conf").open("a") as conf:
+        with (scratch / "postgresql.auto.conf").open("a") as conf:
             conf.write(
                 "listen_addresses = ''\n"
                 "unix_socket_permissions = 0700\n"
                 "timezone = 'UTC'\n"
                 "logging_collector = off\n"
             )
+        scratch.rename(self.pgdata)
 
     def _pg_ctl_start(self) -> None:
         self.socket_dir.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -64,3 +64,17 @@ def test_long_data_dir_paths_use_a_short_socket_dir(tmp_path: Path) -> None:
     pg = EmbeddedPostgres(deep)
     assert len(str(pg.socket_dir)) < 100
     assert not str(pg.socket_dir).startswith(str(deep))
+
+
+def test_an_interrupted_first_start_leaves_nothing_half_made(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "pg.initdb").mkdir()  # what a Ctrl-C during initdb leaves behind
+    (data / "pg.initdb" / "PG_VERSION").write_text("16\n")
+    pg = EmbeddedPostgres(data)
+    try:
+        pg.start()
+        assert _query(pg.url, "SHOW listen_addresses") == ""
+        assert not (data / "pg.initdb").exists()
+    finally:
+        pg.stop()
