@@ -33,7 +33,7 @@ from baas.db.pool import Database, PoolOptions
 from baas.errors import ApiError, MethodNotAllowed, NotFound, internal_error_body
 from baas.http import health
 from baas.http.access_log import AccessLog
-from baas.http.middleware import RequestMiddleware
+from baas.http.middleware import Authenticate, RequestMiddleware
 from baas.http.request import context, request_id
 from baas.http.responses import error_response, json_response
 from baas.http.routing import route
@@ -128,7 +128,8 @@ def _listener(ctx: AppContext) -> Listener:
     return listener
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings, *, authenticate: Authenticate = authenticate) -> Starlette:
+    """The application; `authenticate` maps each request's credentials to an Identity."""
     access_log = AccessLog(settings.log_format) if settings.access_log else None
 
     @contextlib.asynccontextmanager

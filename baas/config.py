@@ -69,6 +69,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_offset", int, 100_000, "Deepest offset a list accepts; use cursors beyond."),
     Setting("max_sort_fields", int, 5, "Most fields one sort may name."),
     Setting("max_batch_operations", int, 100, "Most operations in one POST /api/batch."),
+    Setting("max_filter_length", int, 4096, "Longest filter (characters)."),
+    Setting("max_filter_depth", int, 16, "Deepest nesting of parentheses in a filter."),
+    Setting("max_filter_parts", int, 200, "Most operators, names and values in one filter."),
+    Setting("max_filter_list", int, 100, "Most values in one IN (...) list or contains()."),
+    Setting("max_path_depth", int, 3, "Most relations one path goes through (a.b.c)."),
+    Setting("max_expand", int, 10, "Most paths in one expand."),
+    Setting("max_expand_depth", int, 3, "Deepest expand path (readers.team.owner)."),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -105,6 +112,13 @@ class Settings:
     max_offset: int = 100_000
     max_sort_fields: int = 5
     max_batch_operations: int = 100
+    max_filter_length: int = 4096
+    max_filter_depth: int = 16
+    max_filter_parts: int = 200
+    max_filter_list: int = 100
+    max_path_depth: int = 3
+    max_expand: int = 10
+    max_expand_depth: int = 3
 
     @property
     def embedded(self) -> bool:

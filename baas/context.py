@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from baas.auth.keys import KeyRing
 from baas.config import Settings
 from baas.db.pool import Database
+from baas.query import QueryLimits
 from baas.schema.cache import SchemaCache
 
 
@@ -21,3 +22,14 @@ class AppContext:
     schema: SchemaCache
     keys: KeyRing
     info: dict[str, str] = field(default_factory=dict)
+    query_limits: QueryLimits = field(init=False)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.query_limits = QueryLimits(
+            max_length=s.max_filter_length,
+            max_depth=s.max_filter_depth,
+            max_nodes=s.max_filter_parts,
+            max_in_list=s.max_filter_list,
+            max_relation_depth=s.max_path_depth,
+        )

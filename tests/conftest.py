@@ -20,6 +20,8 @@ import httpx
 import pytest
 
 from baas.app import create_app
+from baas.auth.bearer import authenticate
+from baas.auth.identity import Identity
 from baas.config import Settings
 from baas.context import AppContext
 from baas.db.embedded import EmbeddedPostgres
@@ -138,10 +140,25 @@ class RunningApp:
     ctx: AppContext
 
 
+TEST_USER = "test-user:"  # Bearer test-user:<uuid> acts as that user (until auth tokens exist)
+
+
+def test_authenticate(scope: Any, header: str | None) -> Identity:
+    """The real bearer authentication, plus minted user identities for tests."""
+    if header and header.startswith(f"Bearer {TEST_USER}"):
+        return Identity("user", id=header.removeprefix(f"Bearer {TEST_USER}"))
+    return authenticate(scope, header)
+
+
+def as_user(user_id: str) -> dict[str, str]:
+    """Headers that make a request act as the user with this id."""
+    return {"Authorization": f"Bearer {TEST_USER}{user_id}"}
+
+
 @pytest.fixture
 async def app(settings: Settings) -> AsyncIterator[RunningApp]:
     """The app with its lifespan running (pool, migrations, schema cache, LISTEN)."""
-    application = create_app(settings)
+    application = create_app(settings, authenticate=test_authenticate)
     async with application.router.lifespan_context(application) as state:
         yield RunningApp(asgi_with_state(application, state), state["ctx"])
 
@@ -178,7 +195,7 @@ def module_settings(
 async def module_app(module_settings: Settings) -> AsyncIterator[RunningApp]:
     """One app and database shared by a module's tests (for scenario tables whose rows do not
     depend on each other): creating a database per row would dominate the suite's run time."""
-    application = create_app(module_settings)
+    application = create_app(module_settings, authenticate=test_authenticate)
     async with application.router.lifespan_context(application) as state:
         yield RunningApp(asgi_with_state(application, state), state["ctx"])
 

@@ -11,7 +11,16 @@ from typing import Any
 
 import asyncpg
 
-from baas.errors import ApiError, BadRequest, Conflict, InvalidValue, ServiceUnavailable
+from baas.errors import (
+    ApiError,
+    BadRequest,
+    Conflict,
+    Forbidden,
+    InvalidValue,
+    ServiceUnavailable,
+)
+
+RULE_DENIED = "BA403"  # raised by baas.check_rule() (system migration 0002)
 
 
 class DatabaseError(ApiError):
@@ -90,11 +99,17 @@ def translate(exc: BaseException) -> ApiError | UnexpectedDatabaseError:
             code="database_timeout",
             headers={"Retry-After": "1"},
         )
-    if isinstance(exc, (OSError, asyncpg.InterfaceError, asyncpg.ConnectionDoesNotExistError)):
+    if isinstance(exc, (OSError, asyncpg.ConnectionDoesNotExistError)) or _closed(exc):
         return ServiceUnavailable(
             "the database is unavailable", code="database_unavailable", headers={"Retry-After": "1"}
         )
     return UnexpectedDatabaseError(repr(exc))
+
+
+def _closed(exc: BaseException) -> bool:
+    """asyncpg reports a connection closed under it as a plain InterfaceError; any other
+    InterfaceError (wrong number of arguments, ...) is a bug and stays unexpected."""
+    return isinstance(exc, asyncpg.InterfaceError) and "closed" in str(exc)
 
 
 def _from_postgres(exc: asyncpg.PostgresError) -> ApiError | UnexpectedDatabaseError:
@@ -113,6 +128,11 @@ def _from_postgres(exc: asyncpg.PostgresError) -> ApiError | UnexpectedDatabaseE
         return NotNullViolation("a required value is missing", **names)
     if state == "23514":
         return CheckViolation("a value is not allowed", **names)
+    if state == RULE_DENIED:
+        return Forbidden(
+            "the record would not satisfy the collection's rule for this operation",
+            code="rule_denied",
+        )
     if state in _BY_SQLSTATE:
         cls, code, message = _BY_SQLSTATE[state]
         headers = {"Retry-After": "1"} if cls is ServiceUnavailable else None

@@ -121,7 +121,20 @@ class Params:
         return param(self._args[name])
 
     def compile(self, node: exp.Expression) -> Compiled:
-        return Compiled(render(node), tuple(self.sources))
+        """Render `node`, numbering only the parameters it actually uses ($1, $2, ... in order
+        of first use): a parameter registered for a branch that was later dropped never
+        reaches PostgreSQL (which would refuse an argument it cannot type)."""
+        renumbered: dict[int, int] = {}
+        found = [
+            (parameter, int(parameter.this.this)) for parameter in node.find_all(exp.Parameter)
+        ]
+        for parameter, old in found:
+            new = renumbered.setdefault(old, len(renumbered) + 1)
+            parameter.set("this", exp.Literal.number(new))
+        sources = [
+            self.sources[old - 1] for old, _ in sorted(renumbered.items(), key=lambda i: i[1])
+        ]
+        return Compiled(render(node), tuple(sources))
 
 
 class Compiled:

@@ -45,12 +45,10 @@ def boolean(query: Mapping[str, str], name: str) -> bool:
     raise InvalidParameter(f"{name} must be true or false", parameter=name)
 
 
-def text(query: Mapping[str, str], name: str) -> str | None:
+def text(query: Mapping[str, str], name: str, limit: int = MAX_PARAM_LENGTH) -> str | None:
     raw = query.get(name)
-    if raw is not None and len(raw) > MAX_PARAM_LENGTH:
-        raise InvalidParameter(
-            f"{name} is longer than {MAX_PARAM_LENGTH} characters", parameter=name
-        )
+    if raw is not None and len(raw) > limit:
+        raise InvalidParameter(f"{name} is longer than {limit} characters", parameter=name)
     return raw
 
 

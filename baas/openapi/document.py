@@ -244,6 +244,32 @@ _LIST_PARAMETERS = [
         "schema": {"type": "string"},
         "description": "next_cursor of the previous page (keyset pagination)",
     },
+    {
+        "name": "filter",
+        "in": "query",
+        "schema": {"type": "string"},
+        "description": "A condition, e.g. views > 10 AND author.name = 'Ann'",
+    },
+    {
+        "name": "search",
+        "in": "query",
+        "schema": {"type": "string"},
+        "description": "Full-text search over the collection's search fields",
+    },
+]
+_READ_PARAMETERS = [
+    {
+        "name": "expand",
+        "in": "query",
+        "schema": {"type": "string"},
+        "description": "Relations to embed under 'expand', e.g. author,readers.team",
+    },
+    {
+        "name": "fields",
+        "in": "query",
+        "schema": {"type": "string"},
+        "description": "Fields to return, e.g. id,title",
+    },
 ]
 
 
@@ -259,7 +285,7 @@ def _collection_paths(c: Collection, title: str) -> dict[str, Any]:
                 "operationId": f"list{title}",
                 "tags": tag,
                 "summary": f"List {c.name}",
-                "parameters": _LIST_PARAMETERS,
+                "parameters": [*_LIST_PARAMETERS, *_READ_PARAMETERS],
                 "responses": {
                     "200": {
                         "description": "A page of records",
@@ -285,6 +311,7 @@ def _collection_paths(c: Collection, title: str) -> dict[str, Any]:
                 "operationId": f"get{title}",
                 "tags": tag,
                 "summary": f"Get a {c.name} record",
+                "parameters": _READ_PARAMETERS,
                 "responses": {
                     "200": {"description": "The record", **record},
                     **errors("401", "403", "404"),

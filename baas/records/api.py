@@ -12,7 +12,18 @@ from baas.http.routing import route
 from baas.records import service
 from baas.records.service import ListParams
 
-LIST_PARAMS = ("page", "per_page", "sort", "skip_total", "cursor")
+LIST_PARAMS = (
+    "page",
+    "per_page",
+    "sort",
+    "skip_total",
+    "cursor",
+    "filter",
+    "search",
+    "expand",
+    "fields",
+)
+GET_PARAMS = ("expand", "fields")
 
 
 def _list_params(request: Request) -> ListParams:
@@ -27,6 +38,10 @@ def _list_params(request: Request) -> ListParams:
         sort=list_params.sort_spec(query),
         skip_total=list_params.boolean(query, "skip_total"),
         cursor=list_params.text(query, "cursor"),
+        filter=list_params.text(query, "filter", settings.max_filter_length),
+        search=list_params.text(query, "search"),
+        expand=list_params.text(query, "expand"),
+        fields=list_params.text(query, "fields"),
     )
 
 
@@ -50,7 +65,17 @@ async def list_records(request: Request) -> Response:
 
 async def get_record(request: Request) -> Response:
     p = request.path_params
-    record = await service.get_record(context(request), identity(request), p["collection"], p["id"])
+    query = request.query_params
+    if query:
+        list_params.reject_unknown(query, GET_PARAMS)
+    record = await service.get_record(
+        context(request),
+        identity(request),
+        p["collection"],
+        p["id"],
+        fields=list_params.text(query, "fields"),
+        expand=list_params.text(query, "expand"),
+    )
     return json_response(record)
 
 

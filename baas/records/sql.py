@@ -1,22 +1,31 @@
-"""SQL for records: one statement per operation, built as a tree, rendered once per shape.
+"""SQL for records: ONE statement per operation, with the access rule inside it.
 
-Each builder returns a `Compiled` statement whose values are named arguments (`id`, `v.<field>`,
-`limit`, ...), so the text is cached in the schema cache and only re-bound per request.
+Reads AND the rule (and the client's filter) into their WHERE; writes evaluate the rule on the row
+as written, in the same statement (`baas.check_rule` raises and the write never happens). Each
+statement is a tree rendered once per shape and kept in the schema cache; its values are named
+arguments (`id`, `v.<field>`, `auth.id`, `body.<field>`, `limit`, `cursor.<n>`, ...).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlglot import exp
 
 from baas.db.sqltree import Compiled, Params, column, ident, table
+from baas.query import QueryLimits
+from baas.query.compile import group
+from baas.records.expand import Expand, expand_columns
+from baas.rules import engine
+from baas.rules.resolver import aliased, all_of, named, pg_type
 from baas.schema.cache import SchemaCache
+from baas.schema.ddl import search_document
 from baas.schema.models import SYSTEM_FIELDS, TABLE_SCHEMA, Collection
 
-TOTAL = "_total"  # no field can start with "_", so this never collides
+ALIAS = "rec"
+TOTAL = "_total"  # no field can start with "_", so these never collide
 INSERTED = "_inserted"
+SORT = "_s"
 
 
 def output_columns(c: Collection) -> tuple[str, ...]:
@@ -24,12 +33,102 @@ def output_columns(c: Collection) -> tuple[str, ...]:
     return SYSTEM_FIELDS + tuple(f.name for f in c.fields if not f.hidden)
 
 
-def _select_list(c: Collection) -> list[exp.Expression]:
-    return [column(n) for n in output_columns(c)]
+@dataclass(frozen=True)
+class SortKey:
+    path: tuple[str, ...]
+    descending: bool
+    nullable: bool
+    kind: str
+
+    @property
+    def name(self) -> str:
+        return ".".join(self.path)
+
+    def __str__(self) -> str:
+        return ("-" if self.descending else "") + self.name
 
 
-def _table(c: Collection) -> exp.Table:
-    return table(c.name, TABLE_SCHEMA)
+@dataclass(frozen=True)
+class ReadShape:
+    fields: tuple[str, ...] | None = None  # None: every visible field
+    expand: tuple[Expand, ...] = ()
+
+
+@dataclass(frozen=True)
+class ListShape:
+    read: ReadShape
+    sort: tuple[SortKey, ...]
+    filter: str | None = None
+    search: bool = False
+    with_total: bool = True
+    cursor_nulls: tuple[bool, ...] | None = None
+
+
+class _Build:
+    """What one statement's rules, filters and paths compile against."""
+
+    def __init__(self, cache: SchemaCache, limits: QueryLimits, c: Collection, admin: bool) -> None:
+        self.schema = cache.schema
+        self.limits = limits
+        self.c = c
+        self.admin = admin
+        self.p = Params()
+        self.auth_id = exp.Cast(this=self.p.arg("auth.id"), to=pg_type("uuid"))
+
+    def rule(self, operation: str, alias: str) -> exp.Expression | None:
+        return engine.rule_condition(
+            self.schema,
+            self.c,
+            operation,
+            alias,
+            self.p,
+            self.limits,
+            auth_id=self.auth_id,
+            admin=self.admin,
+        )
+
+    def filter(self, text: str, alias: str) -> exp.Expression:
+        return engine.filter_condition(
+            self.schema,
+            self.c,
+            text,
+            alias,
+            self.p,
+            self.limits,
+            auth_id=self.auth_id,
+            admin=self.admin,
+        )
+
+    def sort_value(self, key: SortKey, alias: str) -> exp.Expression:
+        return engine.sort_value(
+            self.schema,
+            self.c,
+            key.path,
+            alias,
+            self.p,
+            self.limits,
+            auth_id=self.auth_id,
+            admin=self.admin,
+        ).node
+
+    def outputs(self, alias: str, shape: ReadShape) -> list[exp.Expression]:
+        names = shape.fields if shape.fields is not None else output_columns(self.c)
+        columns: list[exp.Expression] = [column(n, alias) for n in names]
+        if shape.expand:
+            visible = engine.related_condition(
+                self.schema, "view", self.p, self.limits, auth_id=self.auth_id, admin=self.admin
+            )
+            columns += expand_columns(
+                self.schema, self.c, alias, shape.expand, visible or (lambda _c, _a: None)
+            )
+        return columns
+
+    def compile(self, node: exp.Expression) -> Compiled:
+        return self.p.compile(node)
+
+
+def _id_eq(b: _Build, alias: str) -> exp.Expression:
+    return exp.EQ(this=column("id", alias), expression=b.p.arg("id"))
 
 
 def _returning(q: exp.Expression, columns: list[exp.Expression]) -> exp.Expression:
@@ -37,213 +136,271 @@ def _returning(q: exp.Expression, columns: list[exp.Expression]) -> exp.Expressi
     return q
 
 
-def _id_eq(p: Params) -> exp.Expression:
-    return exp.EQ(this=column("id"), expression=p.arg("id"))
+def _cte(name: str, query: exp.Expression) -> exp.CTE:
+    return exp.CTE(this=query, alias=exp.TableAlias(this=ident(name)))
 
 
-def get_one(cache: SchemaCache, c: Collection) -> Compiled:
+def _checked(b: _Build, rule: exp.Expression | None) -> list[exp.Expression]:
+    """`baas.check_rule(rule)` as an extra output column, when there is a rule to check."""
+    if rule is None:
+        return []
+    call = exp.Anonymous(this="baas.check_rule", expressions=[group(rule)])
+    return [named(call, "_ok", quoted=True)]
+
+
+# -- reads ----------------------------------------------------------------------------------------
+
+
+def get_one(
+    cache: SchemaCache, limits: QueryLimits, c: Collection, shape: ReadShape, admin: bool
+) -> Compiled:
     def build() -> Compiled:
-        p = Params()
-        q = exp.select(*_select_list(c)).from_(_table(c)).where(_id_eq(p))
-        return p.compile(q)
+        b = _Build(cache, limits, c, admin)
+        q = exp.select(*b.outputs(ALIAS, shape)).from_(aliased(c, ALIAS))
+        return b.compile(q.where(all_of(_id_eq(b, ALIAS), b.rule("view", ALIAS))))
 
-    return cache.memo(("get", c.name), build)
-
-
-def insert(cache: SchemaCache, c: Collection, names: tuple[str, ...]) -> Compiled:
-    """INSERT of the given columns (`id` too if the client chose it), RETURNING the record."""
-
-    def build() -> Compiled:
-        p = Params()
-        q = _insert(c, names, p) if names else exp.Insert(this=_table(c), default=True)
-        return p.compile(_returning(q, _select_list(c)))
-
-    return cache.memo(("insert", c.name, names), build)
-
-
-def _insert(c: Collection, names: tuple[str, ...], p: Params) -> exp.Insert:
-    return exp.Insert(
-        this=exp.Schema(this=_table(c), expressions=[ident(n) for n in names]),
-        expression=exp.Values(
-            expressions=[exp.Tuple(expressions=[p.arg(f"v.{n}") for n in names])]
-        ),
-    )
-
-
-def upsert(cache: SchemaCache, c: Collection, names: tuple[str, ...]) -> Compiled:
-    """Update the given columns of record `id`, or insert it if absent; says which happened.
-
-    UPDATE first, then INSERT ... WHERE NOT EXISTS (updated row), in one statement: a plain
-    INSERT ... ON CONFLICT would check NOT NULL on the proposed row before finding the conflict,
-    so a partial body could never update a record with required fields. The INSERT still says
-    ON CONFLICT DO NOTHING: when a concurrent upsert inserts the id first, this statement
-    returns no row (rather than a unique violation) and the caller runs it again as an update.
-    """
-
-    def build() -> Compiled:
-        p = Params()
-        cols = _select_list(c)
-        if names:
-            sets = [exp.EQ(this=column(n), expression=p.arg(f"v.{n}")) for n in names]
-            existing: exp.Expression = _returning(
-                exp.Update(this=_table(c), expressions=sets, where=exp.Where(this=_id_eq(p))), cols
-            )
-        else:
-            existing = exp.select(*cols).from_(_table(c)).where(_id_eq(p))
-        absent = exp.Not(this=exp.Exists(this=exp.select(exp.Literal.number(1)).from_("u")))
-        values = exp.select(p.arg("id"), *[p.arg(f"v.{n}") for n in names]).where(absent)
-        insert = exp.Insert(
-            this=exp.Schema(this=_table(c), expressions=[ident(n) for n in ("id", *names)]),
-            expression=values,
-            conflict=exp.OnConflict(action=exp.var("DO NOTHING"), conflict_keys=[ident("id")]),
-        )
-        _returning(insert, _select_list(c))
-        outputs = [column(n) for n in output_columns(c)]
-        query = exp.union(
-            exp.select(*outputs, exp.alias_(exp.false(), INSERTED, quoted=True)).from_("u"),
-            exp.select(*[o.copy() for o in outputs], exp.true()).from_("i"),
-            distinct=False,
-        )
-        query.set(
-            "with_",
-            exp.With(
-                expressions=[
-                    exp.CTE(this=existing, alias=exp.TableAlias(this=exp.to_identifier("u"))),
-                    exp.CTE(this=insert, alias=exp.TableAlias(this=exp.to_identifier("i"))),
-                ]
-            ),
-        )
-        return p.compile(query)
-
-    return cache.memo(("upsert", c.name, names), build)
-
-
-def update(cache: SchemaCache, c: Collection, names: tuple[str, ...]) -> Compiled:
-    def build() -> Compiled:
-        p = Params()
-        sets = [exp.EQ(this=column(n), expression=p.arg(f"v.{n}")) for n in names]
-        q = exp.Update(this=_table(c), expressions=sets, where=exp.Where(this=_id_eq(p)))
-        return p.compile(_returning(q, _select_list(c)))
-
-    return cache.memo(("update", c.name, names), build)
-
-
-def delete(cache: SchemaCache, c: Collection) -> Compiled:
-    def build() -> Compiled:
-        p = Params()
-        q = exp.Delete(this=_table(c), where=exp.Where(this=_id_eq(p)))
-        return p.compile(_returning(q, [column("id")]))
-
-    return cache.memo(("delete", c.name), build)
-
-
-# -- lists ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SortKey:
-    name: str
-    descending: bool
-    nullable: bool
-
-    def __str__(self) -> str:
-        return ("-" if self.descending else "") + self.name
+    return cache.lru(("get", c.name, shape, admin), build)
 
 
 def list_page(
-    cache: SchemaCache,
-    c: Collection,
-    sort: tuple[SortKey, ...],
-    with_total: bool,
-    cursor_nulls: tuple[bool, ...] | None,
+    cache: SchemaCache, limits: QueryLimits, c: Collection, shape: ListShape, admin: bool
 ) -> Compiled:
-    """One statement for a page: rows (LIMIT/OFFSET or keyset after a cursor), and the total.
+    """One statement for a page: rows (LIMIT/OFFSET or keyset after a cursor) and the total.
 
-    With a total, the count and the page are joined in one statement
-    (`count LEFT JOIN LATERAL page`), so an empty page still carries the total.
+    With a total, the count and the page are joined (`count LEFT JOIN LATERAL page`), so an
+    empty page still carries the total.
     """
 
     def build() -> Compiled:
-        p = Params()
-        where: list[exp.Expression] = []
-        if cursor_nulls is not None:
-            where.append(_keyset(sort, cursor_nulls, p))
-        page = exp.select(*_select_list(c)).from_(_table(c))
-        for condition in where:
-            page = page.where(condition)
-        page = page.order_by(*[_order(k) for k in sort])
-        page = page.limit(p.arg("limit")).offset(p.arg("offset"))
-        if not with_total:
-            return p.compile(page)
-        count = exp.select(exp.alias_(exp.Count(this=exp.Star()), TOTAL, quoted=True)).from_(
-            _table(c)
-        )
+        b = _Build(cache, limits, c, admin)
+        conditions = [b.rule("list", ALIAS)]
+        if shape.filter:
+            conditions.append(b.filter(shape.filter, ALIAS))
+        if shape.search:
+            conditions.append(_search(b, ALIAS))
+        where = all_of(*conditions)
+        sort_values = [b.sort_value(k, ALIAS) for k in shape.sort]
+        outputs = b.outputs(ALIAS, shape.read)
+        names = shape.read.fields if shape.read.fields is not None else output_columns(c)
+        for i, (key, value) in enumerate(zip(shape.sort, sort_values, strict=True)):
+            if key.name not in names:  # the cursor needs every sort value of the last row
+                outputs.append(named(value.copy(), f"{SORT}{i}", quoted=True))
+        page_where = where
+        if shape.cursor_nulls is not None:
+            page_where = all_of(where, _keyset(b, shape.sort, sort_values, shape.cursor_nulls))
+        page = exp.select(*outputs).from_(aliased(c, ALIAS)).where(page_where)
+        page = page.order_by(*[_order(k, v) for k, v in zip(shape.sort, sort_values, strict=True)])
+        page = page.limit(b.p.arg("limit")).offset(b.p.arg("offset"))
+        if not shape.with_total:
+            return b.compile(page)
+        count = exp.select(named(exp.Count(this=exp.Star()), TOTAL, quoted=True))
+        count = count.from_(aliased(c, ALIAS)).where(where.copy())
         query = (
             exp.select(
                 exp.column(TOTAL, "c", quoted=True), exp.Column(this=exp.Star(), table=ident("p"))
             )
-            .from_(exp.alias_(exp.Subquery(this=count), "c", quoted=True))
+            .from_(named(exp.Subquery(this=count), "c", quoted=True))
             .join(
                 exp.Lateral(this=exp.Subquery(this=page), alias=exp.TableAlias(this=ident("p"))),
                 join_type="LEFT",
                 on=exp.true(),
             )
         )
-        return p.compile(query)
+        return b.compile(query)
 
-    return cache.memo(("list", c.name, sort, with_total, cursor_nulls), build)
+    return cache.lru(("list", c.name, shape, admin), build)
 
 
-def _order(k: SortKey) -> exp.Ordered:
+def _search(b: _Build, alias: str) -> exp.Expression:
+    config = exp.Literal.string(b.c.search_language)
+    text = exp.Cast(this=b.p.arg("search"), to=pg_type("text"))
+    query = exp.Anonymous(this="websearch_to_tsquery", expressions=[config, text])
+    return exp.MatchAgainst(this=query, expressions=[search_document(b.c, alias)])
+
+
+def _order(k: SortKey, value: exp.Expression) -> exp.Ordered:
     # PostgreSQL's defaults (NULLS LAST ascending, NULLS FIRST descending), stated explicitly
     # because the keyset condition below depends on them.
-    return exp.Ordered(this=column(k.name), desc=k.descending, nulls_first=k.descending)
+    return exp.Ordered(this=value.copy(), desc=k.descending, nulls_first=k.descending)
 
 
-def _keyset(sort: tuple[SortKey, ...], nulls: tuple[bool, ...], p: Params) -> exp.Expression:
+def _keyset(
+    b: _Build, sort: tuple[SortKey, ...], values: list[exp.Expression], nulls: tuple[bool, ...]
+) -> exp.Expression:
     """Rows strictly after the cursor row in the (null-aware) sort order."""
 
-    def value(i: int) -> exp.Expression:
-        return p.arg(f"cursor.{i}")  # registered only where used: unused $n have no type
+    def cursor(i: int) -> exp.Expression:  # registered only where used: unused $n have no type
+        return exp.Cast(this=b.p.arg(f"cursor.{i}"), to=pg_type(sort[i].kind))
 
-    same_direction = len({k.descending for k in sort}) == 1
-    if same_direction and not any(k.nullable for k in sort):
-        left = exp.Tuple(expressions=[column(k.name) for k in sort])
-        right = exp.Tuple(expressions=[value(i) for i in range(len(sort))])
-        return (
-            exp.LT(this=left, expression=right)
-            if sort[0].descending
-            else exp.GT(this=left, expression=right)
-        )
+    if len({k.descending for k in sort}) == 1 and not any(k.nullable for k in sort):
+        left = exp.Tuple(expressions=[v.copy() for v in values])
+        right = exp.Tuple(expressions=[cursor(i) for i in range(len(sort))])
+        op = exp.LT if sort[0].descending else exp.GT
+        return op(this=left, expression=right)
     branches: list[exp.Expression] = []
     for i, key in enumerate(sort):
         if not key.descending and nulls[i]:
             continue  # NULLS LAST: nothing sorts after a null but other nulls (tie -> next key)
-        parts: list[exp.Expression] = [_same(sort[j], value, j, nulls[j]) for j in range(i)]
-        parts.append(_after(key, value, i, nulls[i]))
-        branches.append(exp.and_(*parts) if len(parts) > 1 else parts[0])  # type: ignore[arg-type]
+        parts = [_same(values[j], cursor, j, nulls[j]) for j in range(i)]
+        parts.append(_after(key, values[i], cursor, i, nulls[i]))
+        branches.append(all_of(*parts))
     if not branches:
         return exp.false()
-    return exp.Paren(this=exp.or_(*branches)) if len(branches) > 1 else branches[0]
+    result = group(branches[0])
+    for branch in branches[1:]:
+        result = exp.Or(this=result, expression=group(branch))
+    return result
 
 
-ValueOf = Callable[[int], exp.Expression]
-
-
-def _same(key: SortKey, value: ValueOf, i: int, is_null: bool) -> exp.Expression:
-    col = column(key.name)
+def _same(value: exp.Expression, cursor: object, i: int, is_null: bool) -> exp.Expression:
     if is_null:
-        return exp.Is(this=col, expression=exp.Null())
-    return exp.EQ(this=col, expression=value(i))
+        return exp.Is(this=value.copy(), expression=exp.Null())
+    return exp.EQ(this=value.copy(), expression=cursor(i))  # type: ignore[operator]
 
 
-def _after(key: SortKey, value: ValueOf, i: int, is_null: bool) -> exp.Expression:
-    col = column(key.name)
+def _after(
+    key: SortKey, value: exp.Expression, cursor: object, i: int, is_null: bool
+) -> exp.Expression:
     if key.descending:  # NULLS FIRST: after a null come the non-nulls; after v, smaller values
         if is_null:
-            return exp.Not(this=exp.Is(this=col, expression=exp.Null()))
-        return exp.LT(this=col, expression=value(i))
-    greater = exp.GT(this=col, expression=value(i))
+            return exp.Not(this=exp.Paren(this=exp.Is(this=value.copy(), expression=exp.Null())))
+        return exp.LT(this=value.copy(), expression=cursor(i))  # type: ignore[operator]
+    greater = exp.GT(this=value.copy(), expression=cursor(i))  # type: ignore[operator]
     if not key.nullable:
         return greater
-    return exp.Paren(this=exp.or_(greater, exp.Is(this=col, expression=exp.Null())))
+    return exp.Paren(
+        this=exp.Or(this=greater, expression=exp.Is(this=value.copy(), expression=exp.Null()))
+    )
+
+
+# -- writes ---------------------------------------------------------------------------------------
+
+
+def _insert(c: Collection, names: tuple[str, ...], p: Params) -> exp.Insert:
+    if not names:
+        return exp.Insert(this=table(c.name, TABLE_SCHEMA), default=True)
+    return exp.Insert(
+        this=exp.Schema(this=table(c.name, TABLE_SCHEMA), expressions=[ident(n) for n in names]),
+        expression=exp.Values(
+            expressions=[exp.Tuple(expressions=[p.arg(f"v.{n}") for n in names])]
+        ),
+    )
+
+
+def insert(
+    cache: SchemaCache, limits: QueryLimits, c: Collection, names: tuple[str, ...], admin: bool
+) -> Compiled:
+    """INSERT of the given columns (`id` too if the client chose it), checked by the create rule
+    on the row as written: WITH rec AS (INSERT ... RETURNING *) SELECT ..., check_rule(...)."""
+
+    def build() -> Compiled:
+        b = _Build(cache, limits, c, admin)
+        rule = b.rule("create", ALIAS)
+        ins = _insert(c, names, b.p)
+        if rule is None:
+            return b.compile(_returning(ins, [column(n) for n in output_columns(c)]))
+        _returning(ins, [exp.Star()])
+        q = exp.select(*b.outputs(ALIAS, ReadShape()), *_checked(b, rule)).from_(ALIAS)
+        q.set("with_", exp.With(expressions=[_cte(ALIAS, ins)]))
+        return b.compile(q)
+
+    return cache.lru(("insert", c.name, names, admin), build)
+
+
+def update(
+    cache: SchemaCache, limits: QueryLimits, c: Collection, names: tuple[str, ...], admin: bool
+) -> Compiled:
+    """UPDATE of record `id` where the update rule holds for the current row; the new row must
+    satisfy it too (check_rule), so nobody can move a record out of their own reach."""
+
+    def build() -> Compiled:
+        b = _Build(cache, limits, c, admin)
+        before = b.rule("update", "cur")
+        sets = [exp.EQ(this=column(n), expression=b.p.arg(f"v.{n}")) for n in names]
+        upd = exp.Update(
+            this=aliased(c, "cur"),
+            expressions=sets,
+            where=exp.Where(this=all_of(_id_eq(b, "cur"), before)),
+        )
+        if before is None:
+            return b.compile(_returning(upd, [column(n, "cur") for n in output_columns(c)]))
+        _returning(upd, [exp.Column(this=exp.Star(), table=ident("cur"))])
+        after = b.rule("update", ALIAS)
+        q = exp.select(*b.outputs(ALIAS, ReadShape()), *_checked(b, after)).from_(ALIAS)
+        q.set("with_", exp.With(expressions=[_cte(ALIAS, upd)]))
+        return b.compile(q)
+
+    return cache.lru(("update", c.name, names, admin), build)
+
+
+def upsert(
+    cache: SchemaCache, limits: QueryLimits, c: Collection, names: tuple[str, ...], admin: bool
+) -> Compiled:
+    """Update the given columns of record `id` (update rule), or insert it if absent (create
+    rule); says which happened. One statement: UPDATE, then INSERT ... WHERE the id is absent.
+
+    A plain INSERT ... ON CONFLICT would check NOT NULL on the proposed row before finding the
+    conflict, so a partial body could never update a record with required fields. The INSERT
+    still says ON CONFLICT DO NOTHING: when a concurrent upsert inserts the id first, this
+    statement returns no row and the caller runs it again.
+    """
+
+    def build() -> Compiled:
+        b = _Build(cache, limits, c, admin)
+        before = b.rule("update", "cur")
+        if names:
+            sets = [exp.EQ(this=column(n), expression=b.p.arg(f"v.{n}")) for n in names]
+            existing: exp.Expression = _returning(
+                exp.Update(
+                    this=aliased(c, "cur"),
+                    expressions=sets,
+                    where=exp.Where(this=all_of(_id_eq(b, "cur"), before)),
+                ),
+                [exp.Column(this=exp.Star(), table=ident("cur"))],
+            )
+        else:
+            existing = (
+                exp.select(exp.Star())
+                .from_(aliased(c, "cur"))
+                .where(all_of(_id_eq(b, "cur"), before))
+            )
+        present = (
+            exp.select(exp.Literal.number(1))
+            .from_(table(c.name, TABLE_SCHEMA))
+            .where(exp.EQ(this=column("id"), expression=b.p.arg("id")))
+        )
+        values = exp.select(b.p.arg("id"), *[b.p.arg(f"v.{n}") for n in names]).where(
+            exp.Not(this=exp.Exists(this=present))
+        )
+        insert_new = exp.Insert(
+            this=exp.Schema(
+                this=table(c.name, TABLE_SCHEMA), expressions=[ident(n) for n in ("id", *names)]
+            ),
+            expression=values,
+            conflict=exp.OnConflict(action=exp.var("DO NOTHING"), conflict_keys=[ident("id")]),
+        )
+        _returning(insert_new, [exp.Star()])
+        # Both branches of the UNION end with a rule check (TRUE where the rule is public).
+        checks = [b.rule("update", "u"), b.rule("create", "i")]
+        okays = [_checked(b, rule) or [named(exp.true(), "_ok", quoted=True)] for rule in checks]
+        updated = exp.select(
+            *b.outputs("u", ReadShape()), named(exp.false(), INSERTED, quoted=True), *okays[0]
+        ).from_("u")
+        inserted = exp.select(*b.outputs("i", ReadShape()), exp.true(), *okays[1]).from_("i")
+        query = exp.union(updated, inserted, distinct=False)
+        query.set("with_", exp.With(expressions=[_cte("u", existing), _cte("i", insert_new)]))
+        return b.compile(query)
+
+    return cache.lru(("upsert", c.name, names, admin), build)
+
+
+def delete(cache: SchemaCache, limits: QueryLimits, c: Collection, admin: bool) -> Compiled:
+    def build() -> Compiled:
+        b = _Build(cache, limits, c, admin)
+        q = exp.Delete(
+            this=aliased(c, ALIAS),
+            where=exp.Where(this=all_of(_id_eq(b, ALIAS), b.rule("delete", ALIAS))),
+        )
+        return b.compile(_returning(q, [column("id", ALIAS)]))
+
+    return cache.lru(("delete", c.name, admin), build)

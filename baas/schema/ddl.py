@@ -219,6 +219,9 @@ def derived_objects(schema: Schema) -> dict[str, Derived]:
         for index in c.indexes:
             obj = _index_object(c, index)
             out[obj.name] = obj
+        if c.search:
+            obj = _search_object(c)
+            out[obj.name] = obj
     del by_id
     return out
 
@@ -361,6 +364,35 @@ def _index_object(c: Collection, index: Index) -> Derived:
     return _derived(
         name, c, index.id, f"{what} on {c.name} ({label})", signature, stmt, _drop_index(name)
     )
+
+
+def search_document(c: Collection, alias: str | None = None) -> exp.Expression:
+    """The tsvector of a collection's search fields: the same expression for its GIN index and
+    for `search=` queries, so PostgreSQL uses the index."""
+    parts: list[exp.Expression] = []
+    for name in c.search:
+        parts.append(exp.Coalesce(this=column(name, alias), expressions=[exp.Literal.string("")]))
+    text = parts[0]
+    for part in parts[1:]:
+        text = exp.DPipe(
+            this=exp.DPipe(this=text, expression=exp.Literal.string(" ")), expression=part
+        )
+    config = exp.Literal.string(c.search_language)  # an untyped literal: PostgreSQL's regconfig
+    return exp.Anonymous(this="to_tsvector", expressions=[config, text])
+
+
+def _search_object(c: Collection) -> Derived:
+    name = constraint_name(c.id, "search")
+    stmt = template(
+        "CREATE INDEX __n ON __s.__t USING GIN (__e)",
+        n=name,
+        e=exp.Paren(this=search_document(c)),
+        **_t(c.name),
+    )
+    fields = {f.name: f.id for f in c.fields}
+    signature = c.search_language + " " + " ".join(fields.get(n, n) for n in c.search)
+    summary = f"search index on {c.name} ({', '.join(c.search)}; {c.search_language})"
+    return _derived(name, c, c.id, summary, signature, stmt, _drop_index(name))
 
 
 def _drop_index(name: str) -> exp.Expression:

@@ -17,7 +17,7 @@ from baas.db.sqltree import render
 from baas.schema import ddl
 from baas.schema.document import SchemaError
 from baas.schema.fields import column_type
-from baas.schema.models import Collection, Field, Schema
+from baas.schema.models import RULE_OPERATIONS, Collection, Field, Schema
 from baas.schema.names import new_id
 
 
@@ -266,6 +266,15 @@ class _Planner:
                     steps.append(self._add_field(c, f, populated))
                 else:
                     steps.extend(self._change_field(c, oldf, f, populated))
+            changed = [
+                op
+                for op in RULE_OPERATIONS
+                if c.rules.for_operation(op) != old.rules.for_operation(op)
+            ]
+            if changed:
+                steps.append(
+                    Step("set_rules", c.name, f"set the {', '.join(changed)} rules of {c.name}")
+                )
             if tuple(f.id for f in c.fields if self.field_matches[c.name][f.name]) != tuple(
                 f.id for f in old.fields if f.id in {x.id for x in c.fields}
             ):
@@ -438,6 +447,7 @@ def _kind(o: ddl.Derived) -> str:
         "ix": "index",
         "idx": "index",
         "uix": "index",
+        "search": "search_index",
     }.get(suffix, "object")
 
 

@@ -16,11 +16,13 @@ from baas.errors import ApiError
 from baas.schema.fields import TYPES, FieldValueError, parse_value
 from baas.schema.models import (
     ON_DELETE,
+    RULE_OPERATIONS,
     SYSTEM_FIELDS,
     Collection,
     Default,
     Field,
     Index,
+    Rules,
     Schema,
 )
 from baas.schema.names import name_problem
@@ -30,6 +32,40 @@ MAX_FIELDS = 500  # PostgreSQL allows 1600 columns; leave room for dropped ones
 MAX_INDEX_FIELDS = 32
 MAX_SELECT_VALUES = 1000
 MAX_PATTERN_LENGTH = 1000
+MAX_RULE_LENGTH = 4096
+SEARCHABLE = ("text", "email", "url")
+# PostgreSQL's built-in text search configurations.
+SEARCH_LANGUAGES = (
+    "simple",
+    "arabic",
+    "armenian",
+    "basque",
+    "catalan",
+    "danish",
+    "dutch",
+    "english",
+    "finnish",
+    "french",
+    "german",
+    "greek",
+    "hindi",
+    "hungarian",
+    "indonesian",
+    "irish",
+    "italian",
+    "lithuanian",
+    "nepali",
+    "norwegian",
+    "portuguese",
+    "romanian",
+    "russian",
+    "serbian",
+    "spanish",
+    "swedish",
+    "tamil",
+    "turkish",
+    "yiddish",
+)
 _SIZE = re.compile(r"(\d+)\s*(B|KB|MB|GB|KiB|MiB|GiB)?", re.IGNORECASE)
 _SIZE_UNITS = {
     "b": 1,
@@ -106,7 +142,8 @@ def _collection(
     if not isinstance(definition, Mapping):
         problems.add(path, "must be a mapping with 'fields' (and optionally 'indexes')")
         return None
-    allowed = {"fields", "indexes", "renamed_from"} | ({"id"} if stored else set())
+    allowed = {"fields", "indexes", "renamed_from", "rules", "search", "search_language"}
+    allowed |= {"id"} if stored else set()
     _unknown_keys(definition, allowed, path, problems)
     renamed_from = _renamed_from(definition, path, "collection", problems)
     raw_fields = definition.get("fields")
@@ -136,7 +173,56 @@ def _collection(
         indexes=indexes,
         id=str(definition.get("id") or "") if stored else "",
         renamed_from=renamed_from,
+        rules=_rules(definition.get("rules"), f"{path}.rules", problems),
+        search=_search(definition.get("search"), by_name, f"{path}.search", problems),
+        search_language=_language(definition.get("search_language"), path, problems),
     )
+
+
+def _rules(raw: Any, path: str, problems: _Problems) -> Rules:
+    """Each operation's rule: absent or null = locked, "" = anyone, else an expression."""
+    if raw is None:
+        return Rules()
+    if not isinstance(raw, Mapping):
+        problems.add(path, "must be a mapping of operation (list, view, ...) -> rule")
+        return Rules()
+    _unknown_keys(raw, set(RULE_OPERATIONS), path, problems)
+    values: dict[str, str | None] = {}
+    for operation in RULE_OPERATIONS:
+        rule = raw.get(operation)
+        if rule is not None and (not isinstance(rule, str) or len(rule) > MAX_RULE_LENGTH):
+            problems.add(
+                f"{path}.{operation}",
+                f'must be null (locked), "" (anyone) or an '
+                f"expression of at most {MAX_RULE_LENGTH} characters",
+            )
+            continue
+        values[operation] = rule
+    return Rules(**values)
+
+
+def _search(raw: Any, fields: dict[str, Field], path: str, problems: _Problems) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not raw or not all(isinstance(n, str) for n in raw):
+        problems.add(path, "must be a list of text field names")
+        return ()
+    for name in raw:
+        f = fields.get(name)
+        if f is None or f.type not in SEARCHABLE or f.multiple or f.hidden:
+            problems.add(path, f"{name!r} is not a visible text, email or url field")
+    if len(set(raw)) != len(raw):
+        problems.add(path, "must not repeat a field")
+    return tuple(raw)
+
+
+def _language(raw: Any, path: str, problems: _Problems) -> str:
+    if raw is None:
+        return "simple"
+    if raw not in SEARCH_LANGUAGES:
+        problems.add(f"{path}.search_language", "must be one of: " + ", ".join(SEARCH_LANGUAGES))
+        return "simple"
+    return str(raw)
 
 
 def _field(
@@ -414,6 +500,13 @@ def _collection_doc(c: Collection, with_ids: bool) -> dict[str, Any]:
     doc["fields"] = {f.name: _field_doc(f, with_ids) for f in c.fields}
     if c.indexes:
         doc["indexes"] = [_index_doc(i, with_ids) for i in c.indexes]
+    if c.search:
+        doc["search"] = list(c.search)
+        if c.search_language != "simple":
+            doc["search_language"] = c.search_language
+    rules = {op: c.rules.for_operation(op) for op in RULE_OPERATIONS}
+    if any(rule is not None for rule in rules.values()):
+        doc["rules"] = rules  # null is written out: "locked" is a decision worth seeing
     return doc
 
 

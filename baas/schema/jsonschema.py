@@ -16,10 +16,12 @@ from baas.schema.document import (
     MAX_FIELDS,
     MAX_INDEX_FIELDS,
     MAX_PATTERN_LENGTH,
+    MAX_RULE_LENGTH,
     MAX_SELECT_VALUES,
+    SEARCH_LANGUAGES,
 )
 from baas.schema.fields import TYPES, TypeSpec
-from baas.schema.models import ON_DELETE, SYSTEM_FIELDS
+from baas.schema.models import ON_DELETE, RULE_OPERATIONS, SYSTEM_FIELDS
 from baas.schema.names import MAX_IDENTIFIER_BYTES, RESERVED, SYSTEM_COLUMNS
 
 NAME_PATTERN = f"^[a-z][a-z0-9_]{{0,{MAX_IDENTIFIER_BYTES - 1}}}$"
@@ -180,6 +182,25 @@ def _collection() -> dict[str, Any]:
                 "items": {"$ref": "#/$defs/index"},
                 "uniqueItems": True,
             },
+            "rules": {
+                "type": ["object", "null"],
+                "additionalProperties": False,
+                "description": "Who may do what: null = locked (service keys and superusers "
+                'only), "" = anyone, else a condition such as '
+                '"published = true OR author = auth.id".',
+                "properties": {
+                    op: {"type": ["string", "null"], "maxLength": MAX_RULE_LENGTH}
+                    for op in RULE_OPERATIONS
+                },
+            },
+            "search": {
+                "type": ["array", "null"],
+                "items": {"type": "string"},
+                "minItems": 1,
+                "uniqueItems": True,
+                "description": "Text fields searched by ?search= (a GIN index is created).",
+            },
+            "search_language": {"enum": list(SEARCH_LANGUAGES)},
         },
     }
 

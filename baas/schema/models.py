@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 SYSTEM_FIELDS = ("id", "created", "updated")
+RULE_OPERATIONS = ("list", "view", "create", "update", "delete")
 ON_DELETE = ("cascade", "set_null", "restrict")
 TABLE_SCHEMA = "public"  # collections are tables here; system tables live in `baas`
 
@@ -68,12 +69,31 @@ class Index:
 
 
 @dataclass(frozen=True)
+class Rules:
+    """Who may do what: None = locked (service keys and superusers only), "" = anyone,
+    otherwise a condition in the filter language (with `auth.*`, and `body.*` for writes)."""
+
+    list: str | None = None
+    view: str | None = None
+    create: str | None = None
+    update: str | None = None
+    delete: str | None = None
+
+    def for_operation(self, operation: str) -> str | None:
+        rule: str | None = getattr(self, operation)
+        return rule
+
+
+@dataclass(frozen=True)
 class Collection:
     name: str
     fields: tuple[Field, ...]
     indexes: tuple[Index, ...] = ()
     id: str = ""
     renamed_from: str | None = field(default=None, compare=False)
+    rules: Rules = Rules()
+    search: tuple[str, ...] = ()  # text fields searched by `search=`, with a GIN index
+    search_language: str = "simple"
 
     def field(self, name: str) -> Field | None:
         for f in self.fields:

@@ -16,9 +16,11 @@ import orjson
 from baas.db.pool import Connection, Database, StatementFailed, execute_checked
 from baas.db.sqltree import render
 from baas.errors import ApiError, Conflict
+from baas.query import QueryLimits
+from baas.rules.engine import check_rules
 from baas.schema import ddl
 from baas.schema.diff import Plan, plan
-from baas.schema.document import parse_document, to_document
+from baas.schema.document import SchemaError, parse_document, to_document
 from baas.schema.models import Schema
 
 log = logging.getLogger("baas.schema")
@@ -61,6 +63,9 @@ async def populated_collections(db: Database, schema: Schema) -> frozenset[str]:
 async def diff(db: Database, document: Any) -> Plan:
     """Validate `document` and plan the change from the live schema to it."""
     wanted = parse_document(document)
+    problems = check_rules(wanted, QueryLimits())
+    if problems:
+        raise SchemaError(problems)
     live = await load(db)
     return plan(live, wanted, await populated_collections(db, live))
 

@@ -53,18 +53,23 @@ def auth(value: str) -> dict[str, str]:
     return {"Authorization": value}
 
 
+def forbidden() -> dict:
+    """Rules are locked until declared: anonymous callers are refused with 403."""
+    return {"error": {"code": "forbidden"}}
+
+
 def unauthorized(code: str = "unauthorized") -> dict[str, object]:
     return error(code)
 
 
 SCENARIOS = [
     Case("health needs no credentials", "GET", "/api/health", status=200, expect={"status": "ok"}),
-    Case("anonymous list", "GET", POSTS, status=401, expect=unauthorized()),
-    Case("anonymous get", "GET", ONE, status=401, expect=unauthorized()),
-    Case("anonymous create", "POST", POSTS, {"title": "x"}, 401, unauthorized()),
-    Case("anonymous patch", "PATCH", ONE, {"title": "x"}, 401, unauthorized()),
-    Case("anonymous put", "PUT", ONE, {"title": "x"}, 401, unauthorized()),
-    Case("anonymous delete", "DELETE", ONE, status=401, expect=unauthorized()),
+    Case("anonymous list", "GET", POSTS, status=403, expect=forbidden()),
+    Case("anonymous get", "GET", ONE, status=403, expect=forbidden()),
+    Case("anonymous create", "POST", POSTS, {"title": "x"}, 403, forbidden()),
+    Case("anonymous patch", "PATCH", ONE, {"title": "x"}, 403, forbidden()),
+    Case("anonymous put", "PUT", ONE, {"title": "x"}, 403, forbidden()),
+    Case("anonymous delete", "DELETE", ONE, status=403, expect=forbidden()),
     Case("anonymous admin API", "GET", "/api/admin/collections", status=401, expect=unauthorized()),
     Case("unknown service key", "GET", POSTS, status=401, expect=unauthorized("invalid_token"), headers=auth("Bearer baas_sk_" + "x" * 40)),
     Case("not a service key", "GET", POSTS, status=401, expect=unauthorized("invalid_token"), headers=auth("Bearer abc.def.ghi")),

@@ -169,11 +169,15 @@ async def test_malformed_batches(module_admin, schema, case):
     assert await total(module_admin) == before
 
 
-async def test_batch_needs_a_service_key(module_app, module_admin, schema):
+async def test_batch_operations_obey_each_collections_rules(module_app, module_admin, schema):
+    """posts declares no rules (locked): an anonymous batch is refused at its first operation."""
+    before = await total(module_admin)
     transport = httpx.ASGITransport(app=module_app.asgi)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as anon:
-        for body in ({"operations": [create({"title": "x"})]}, {"operations": []}, [1]):
-            response = await anon.post(BATCH, json=body)
-            assert response.status_code == 401, response.text
-            assert response.json()["error"]["code"] == "unauthorized"
-    assert await total(module_admin) >= 0
+        response = await anon.post(BATCH, json={"operations": [create({"title": "x"})]})
+        assert response.status_code == 403, response.text
+        assert response.json()["error"]["code"] == "forbidden"
+        assert response.json()["error"]["operation"] == 0
+        for body in ({"operations": []}, [1]):
+            assert (await anon.post(BATCH, json=body)).status_code == 400
+    assert await total(module_admin) == before

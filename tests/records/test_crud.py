@@ -218,7 +218,8 @@ async def test_crud_scenarios(module_admin, seeded, case):
         assert after.json() == before  # a refused request changes nothing
 
 
-async def test_records_need_a_service_key_until_access_rules_exist(admin, anon):
+async def test_locked_rules_leave_records_to_service_keys(admin, anon):
+    """No rules declared: every operation is locked (deny by default)."""
     await apply_schema(admin, POSTS)
     record = await create(admin, FULL)
     one = f"{URL}/{record['id']}"
@@ -229,10 +230,13 @@ async def test_records_need_a_service_key_until_access_rules_exist(admin, anon):
         await anon.patch(one, json={"title": "x"}),
         await anon.put(one, json={"title": "x"}),
         await anon.delete(one),
-        await anon.get(one, headers={"Authorization": "Bearer baas_sk_wrong"}),
     ):
-        assert response.status_code == 401, response.text
-        assert response.headers["www-authenticate"] == "Bearer"
-        assert response.json()["error"]["code"] in ("unauthorized", "invalid_token")
+        assert response.status_code == 403, response.text
+        assert response.json()["error"]["code"] == "forbidden"
+        assert "locked" in response.json()["error"]["message"]
+    wrong = await anon.get(one, headers={"Authorization": "Bearer baas_sk_wrong"})
+    assert wrong.status_code == 401
+    assert wrong.headers["www-authenticate"] == "Bearer"
+    assert wrong.json()["error"]["code"] == "invalid_token"
     assert (await admin.get(one)).json() == record
     assert (await admin.get(URL)).json()["total"] == 1

@@ -183,7 +183,7 @@ LIST_ERRORS = [
     Case("page past max_offset", "GET", URL + "?page=3335", status=400, expect=error("invalid_parameter")),
     Case("cursor with page 2", "GET", URL + "?page=2&cursor=abc", status=400, expect={"error": {"code": "invalid_parameter", "parameter": "cursor"}}),
     Case("unknown parameter", "GET", URL + "?nope=1", status=400, expect={"error": {"code": "invalid_parameter", "parameter": "nope"}}),
-    Case("filter is not supported yet", "GET", URL + "?filter=views>1", status=400, expect=error("invalid_parameter")),
+    Case("filter on an unknown field", "GET", URL + "?filter=nope > 1", status=400, expect=error("invalid_filter")),
     Case("skip_total not a boolean", "GET", URL + "?skip_total=maybe", status=400, expect=error("invalid_parameter")),
     Case("sort by unknown field", "GET", URL + "?sort=nope", status=400, expect={"error": {"code": "invalid_parameter", "parameter": "sort"}}),
     Case("sort by hidden field", "GET", URL + "?sort=secret", status=400, expect=error("invalid_parameter")),

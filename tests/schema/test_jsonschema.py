@@ -223,7 +223,7 @@ INVALID: dict[str, tuple[Any, str]] = {
     "unknown top-level key": ({**BASE, "version": 1}, "document.version"),
     "collections not a mapping": ({"collections": ["posts"]}, "collections"),
     "collection not a mapping": (_collection("notes", "text"), "collections.notes"),
-    "unknown collection key": (_posts(rules={}), f"{POST}.rules"),
+    "unknown collection key": (_posts(realtime_rules={}), f"{POST}.realtime_rules"),
     "fields not a mapping": (_posts(fields=["title"]), f"{POST}.fields"),
     "uppercase collection name": (_collection("Notes", {}), "collections.Notes"),
     "collection name starts with a digit": (_collection("1notes", {}), "collections.1notes"),
