@@ -39,24 +39,32 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 HOST = "127.0.0.1"
 COLLECTION = "posts"
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-WORKLOADS = ("get-one", "list-total", "list-fast", "create")
+WORKLOADS = ("get-one", "list-total", "list-fast", "create", "list-rule", "list-rule-fast")
+# baas only: the same lists, anonymous under a list rule and with a filter; compared with the
+# unfiltered lists above (as a service key, which bypasses rules).
+RULE_WORKLOADS = {"list-rule": "list-total", "list-rule-fast": "list-fast"}
+LIST_RULE = "published = true OR author = auth.id"
+RULE_FILTER = "views > 10"
 SYSTEMS = ("baas", "pb")
 SYSTEM_LABELS = {"baas": "baas", "pb": "PocketBase"}
 BAAS_SCHEMA = {
     "collections": {
+        "users": {"fields": {"name": "text"}},
         COLLECTION: {
             "fields": {
                 "title": {"type": "text", "required": True},
                 "body": "text",
                 "views": {"type": "integer", "default": 0},
                 "published": {"type": "bool", "default": False},
-            }
-        }
+                "author": {"type": "relation", "collection": "users"},
+            },
+            "rules": {"list": LIST_RULE},
+        },
     }
 }
 PB_FIELDS = [
@@ -221,6 +229,8 @@ class Target:
     pids: list[int] = field(default_factory=list)  # server processes (with their children)
     markers: list[str] = field(default_factory=list)  # and processes whose command line has one
     notes: list[str] = field(default_factory=list)
+    list_rule: str | None = None  # the anonymous list under a rule, with a filter (baas only)
+    list_rule_fast: str | None = None
 
 
 @contextlib.contextmanager
@@ -269,6 +279,11 @@ def baas_target(args: argparse.Namespace, work: Path) -> Iterator[Target]:
         listed = admin.expect("GET", f"/api/collections/{COLLECTION}/records?per_page=1")
         if listed["total"] != args.records:
             raise BenchError(f"baas holds {listed['total']} records, expected {args.records}")
+        rule_list = (
+            f"/api/collections/{COLLECTION}/records?per_page=20&sort=-created&filter="
+            + quote(RULE_FILTER)
+        )
+        notes.append(f"baas list-rule*: anonymous, list rule {LIST_RULE!r}, filter {RULE_FILTER!r}")
         yield Target(
             system="baas",
             base_url=base,
@@ -285,6 +300,8 @@ def baas_target(args: argparse.Namespace, work: Path) -> Iterator[Target]:
             pids=[proc.pid, *postmaster_pid(data_dir)],
             markers=markers,
             notes=notes,
+            list_rule=rule_list,
+            list_rule_fast=rule_list + "&skip_total=true",
         )
 
 
@@ -502,7 +519,8 @@ def lua_table(mapping: dict[str, str]) -> str:
 
 
 def write_lua(target: Target, workload: str, directory: Path) -> Path:
-    script = LUA_COMMON.format(headers=lua_table(target.headers))
+    anonymous = workload in RULE_WORKLOADS
+    script = LUA_COMMON.format(headers=lua_table({} if anonymous else target.headers))
     if workload == "get-one":
         ids_file = directory / f"{target.system}-ids.txt"
         ids_file.write_text("\n".join(target.ids) + "\n")
@@ -515,6 +533,8 @@ def write_lua(target: Target, workload: str, directory: Path) -> Path:
         script += LUA_STATIC.format(path=lua_string(target.list_fast))
     elif workload == "create":
         script += LUA_CREATE.format(path=lua_string(target.create_path))
+    elif workload in RULE_WORKLOADS:
+        script += LUA_STATIC.format(path=lua_string(rule_path(target, workload)))
     else:
         raise ValueError(workload)
     path = directory / f"{target.system}-{workload}.lua"
@@ -530,8 +550,16 @@ def sample_request(target: Target, workload: str) -> tuple[str, str, Any, int]:
         return "GET", target.list_total, None, 200
     if workload == "list-fast":
         return "GET", target.list_fast, None, 200
+    if workload in RULE_WORKLOADS:
+        return "GET", rule_path(target, workload), None, 200
     body = {"title": "sanity check", "body": "before load", "views": 1, "published": True}
     return "POST", target.create_path, body, target.create_status
+
+
+def rule_path(target: Target, workload: str) -> str:
+    path = target.list_rule if workload == "list-rule" else target.list_rule_fast
+    assert path is not None
+    return path
 
 
 @dataclass
@@ -620,9 +648,12 @@ class Result:
 def bench_target(args: argparse.Namespace, target: Target, lua_dir: Path) -> list[Result]:
     results = []
     client = Client(target.base_url, target.headers)
+    anonymous = Client(target.base_url, {})
     for workload in args.workloads:
+        if workload in RULE_WORKLOADS and target.list_rule is None:
+            continue  # baas only
         method, path, body, status = sample_request(target, workload)
-        sample = client.request(method, path, body)
+        sample = (anonymous if workload in RULE_WORKLOADS else client).request(method, path, body)
         if sample.status != status:
             text = sample.body[:300].decode(errors="replace")
             raise BenchError(
@@ -747,6 +778,16 @@ def ratios(results: Sequence[Result]) -> dict[str, float]:
     return out
 
 
+def rule_overheads(results: Sequence[Result]) -> dict[str, float]:
+    by_key = {(r.workload, r.system): r for r in results}
+    out = {}
+    for workload, plain in RULE_WORKLOADS.items():
+        ruled, base = by_key.get((workload, "baas")), by_key.get((plain, "baas"))
+        if ruled and base and base.requests_per_sec > 0:
+            out[workload] = ruled.requests_per_sec / base.requests_per_sec
+    return out
+
+
 def render(results: Sequence[Result], notes: Sequence[str]) -> str:
     header = f"{'workload':<12} {'system':<6} {'req/s':>9} {'p50':>9} {'p99':>9}  errors"
     lines = [header, "-" * len(header)]
@@ -784,6 +825,12 @@ def render(results: Sequence[Result], notes: Sequence[str]) -> str:
         lines.append("")
         lines.append(
             "ratios (baas/pb req/s): " + ", ".join(f"{w} {x:.2f}x" for w, x in found.items())
+        )
+    overhead = rule_overheads(results)
+    if overhead:
+        lines.append(
+            "rule+filter vs unfiltered (baas req/s): "
+            + ", ".join(f"{w} {x:.2f}x" for w, x in overhead.items())
         )
     if notes:
         lines.append("")
@@ -1015,6 +1062,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         "results": [asdict(r) for r in results],
         "ratios": ratios(results),
+        "rule_overheads": rule_overheads(results),
         "notes": notes,
     }
     output.parent.mkdir(parents=True, exist_ok=True)
