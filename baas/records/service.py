@@ -129,8 +129,8 @@ async def update_record(
     values = validate_update(c, body, rid)
     if values:
         q = sql.update(ctx.schema, query_limits(ctx), c, tuple(values), identity.is_admin)
-    else:  # nothing to change: the record as it is (as the caller may view it)
-        q = sql.get_one(ctx.schema, query_limits(ctx), c, DEFAULT, identity.is_admin)
+    else:  # nothing to change: the record as it is, if the caller may update it
+        q = sql.get_one(ctx.schema, query_limits(ctx), c, DEFAULT, identity.is_admin, "update")
     row = await _write(ctx, c, ex or ctx.db, q, _Body(_write_args(identity, values, id=rid)))
     if row is None:
         raise _not_found(c)

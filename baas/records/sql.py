@@ -17,7 +17,7 @@ from baas.query import QueryLimits
 from baas.query.compile import group
 from baas.records.expand import Expand, expand_columns
 from baas.rules import engine
-from baas.rules.resolver import aliased, all_of, named, pg_type
+from baas.rules.resolver import aliased, all_of, named, only_where, pg_type
 from baas.schema.cache import SchemaCache
 from baas.schema.ddl import search_document
 from baas.schema.models import SYSTEM_FIELDS, TABLE_SCHEMA, Collection
@@ -75,7 +75,7 @@ class _Build:
         self.p = Params()
         self.auth_id = exp.Cast(this=self.p.arg("auth.id"), to=pg_type("uuid"))
 
-    def rule(self, operation: str, alias: str) -> exp.Expression | None:
+    def rule(self, operation: str, alias: str, current_row: bool = False) -> exp.Expression | None:
         return engine.rule_condition(
             self.schema,
             self.c,
@@ -85,6 +85,7 @@ class _Build:
             self.limits,
             auth_id=self.auth_id,
             admin=self.admin,
+            current_row=current_row,
         )
 
     def filter(self, text: str, alias: str) -> exp.Expression:
@@ -152,14 +153,22 @@ def _checked(b: _Build, rule: exp.Expression | None) -> list[exp.Expression]:
 
 
 def get_one(
-    cache: SchemaCache, limits: QueryLimits, c: Collection, shape: ReadShape, admin: bool
+    cache: SchemaCache,
+    limits: QueryLimits,
+    c: Collection,
+    shape: ReadShape,
+    admin: bool,
+    operation: str = "view",
 ) -> Compiled:
+    """The record `id` if the caller may `operation` it (view; or update, for an empty PATCH)."""
+
     def build() -> Compiled:
         b = _Build(cache, limits, c, admin)
+        rule = b.rule(operation, ALIAS, current_row=operation == "update")
         q = exp.select(*b.outputs(ALIAS, shape)).from_(aliased(c, ALIAS))
-        return b.compile(q.where(all_of(_id_eq(b, ALIAS), b.rule("view", ALIAS))))
+        return b.compile(q.where(all_of(_id_eq(b, ALIAS), rule)))
 
-    return cache.lru(("get", c.name, shape, admin), build)
+    return cache.lru(("get", c.name, shape, admin, operation), build)
 
 
 def list_page(
@@ -173,9 +182,10 @@ def list_page(
 
     def build() -> Compiled:
         b = _Build(cache, limits, c, admin)
-        conditions = [b.rule("list", ALIAS)]
+        rule = b.rule("list", ALIAS)
+        conditions = [rule]
         if shape.filter:
-            conditions.append(b.filter(shape.filter, ALIAS))
+            conditions.append(only_where(rule, b.filter(shape.filter, ALIAS)))
         if shape.search:
             conditions.append(_search(b, ALIAS))
         where = all_of(*conditions)
@@ -315,7 +325,7 @@ def update(
 
     def build() -> Compiled:
         b = _Build(cache, limits, c, admin)
-        before = b.rule("update", "cur")
+        before = b.rule("update", "cur", current_row=True)
         sets = [exp.EQ(this=column(n), expression=b.p.arg(f"v.{n}")) for n in names]
         upd = exp.Update(
             this=aliased(c, "cur"),
@@ -347,7 +357,7 @@ def upsert(
 
     def build() -> Compiled:
         b = _Build(cache, limits, c, admin)
-        before = b.rule("update", "cur")
+        before = b.rule("update", "cur", current_row=True)
         if names:
             sets = [exp.EQ(this=column(n), expression=b.p.arg(f"v.{n}")) for n in names]
             existing: exp.Expression = _returning(

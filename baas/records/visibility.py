@@ -67,6 +67,8 @@ async def visible_to(
 ) -> list[bool]:
     """For each caller (a user id, or None for anonymous), may they `operation` this record?
     Service keys and superusers always may: leave them out."""
+    if operation in ("create", "update"):
+        raise ValueError("visible_to answers for existing records (list, view, delete)")
     c = ctx.schema.collection(name)
     if c is None:
         raise NotFound(f"no collection named {name!r}", code="collection_not_found")

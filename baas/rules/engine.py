@@ -52,8 +52,15 @@ def rule_condition(
     *,
     auth_id: exp.Expression,
     admin: bool,
+    current_row: bool = False,
 ) -> exp.Expression | None:
-    """The condition `operation` on `c` needs, or None when unrestricted; Locked when locked."""
+    """The condition `operation` on `c` needs, or None when unrestricted; Locked when locked.
+
+    `current_row` (updates): the rule as it applies to the row before the update, i.e. without
+    its top-level `AND` terms about `body.*`: those judge what is being written, and a refusal
+    there is a 403 on the new row, not a 404 on the current one. (A rule made only of body
+    terms stays whole, so a record the caller cannot see still answers 404.)
+    """
     if admin:
         return None
     rule = c.rules.for_operation(operation)
@@ -61,15 +68,42 @@ def rule_condition(
         raise Locked(c, operation)
     if not rule.strip():
         return None
+    tree = _parsed(rule, limits)
+    if current_row:
+        tree = _without_body_terms(tree)
     context = Context(
         schema, binder, limits, auth_id, body=c if operation in WRITES else None, hidden=True
     )
     try:
-        return compile_filter(
-            _parsed(rule, limits), RecordResolver(context, c, alias), binder, limits
-        )
+        return compile_filter(tree, RecordResolver(context, c, alias), binder, limits)
     except FilterError as exc:
         raise RuleError(f"the {operation} rule of {c.name} no longer compiles: {exc}") from None
+
+
+def _without_body_terms(tree: exp.Expression) -> exp.Expression:
+    terms = _conjuncts(tree)
+    kept = [t for t in terms if not _mentions_body(t)]
+    if not kept or len(kept) == len(terms):
+        return tree
+    result = kept[0]
+    for term in kept[1:]:
+        result = exp.And(this=result, expression=term)
+    return result
+
+
+def _conjuncts(tree: exp.Expression) -> list[exp.Expression]:
+    while isinstance(tree, exp.Paren):
+        tree = tree.this
+    if isinstance(tree, exp.And):
+        return [*_conjuncts(tree.this), *_conjuncts(tree.expression)]
+    return [tree]
+
+
+def _mentions_body(tree: exp.Expression) -> bool:
+    return any(
+        len(column.parts) > 1 and column.parts[0].name == "body"
+        for column in tree.find_all(exp.Column)
+    )
 
 
 def related_condition(

@@ -99,6 +99,20 @@ def all_of(*conditions: exp.Expression | None) -> exp.Expression:
     return result
 
 
+def only_where(guard: exp.Expression | None, condition: exp.Expression) -> exp.Expression:
+    """`condition`, evaluated only on rows `guard` admits.
+
+    PostgreSQL evaluates the parts of a WHERE in any order (cheapest first), so a client's
+    condition could run on rows a rule hides, and an error it raises there (a division by zero,
+    an overflow) would tell the client something about those rows. CASE fixes the order.
+    """
+    if guard is None:
+        return condition
+    return exp.Case(
+        ifs=[exp.If(this=group(guard.copy()), true=group(condition))], default=exp.false()
+    )
+
+
 def child_alias(outer: str, name: str) -> str:
     alias = f"{outer}_{name}"
     if len(alias.encode()) <= _MAX_ALIAS:
@@ -176,7 +190,7 @@ class RecordResolver:
         self, target: Collection, inner: str, outer: str, f: Field, predicate: exp.Expression
     ) -> exp.Expression:
         related = self.context.related(target, inner) if self.context.related else None
-        where = all_of(self._link(inner, outer, f), related, predicate)
+        where = all_of(self._link(inner, outer, f), related, only_where(related, predicate))
         query = exp.select(exp.Literal.number(1)).from_(aliased(target, inner)).where(where)
         return exp.Exists(this=query)
 
@@ -194,7 +208,7 @@ class RecordResolver:
             raise NameProblem("auth has no such path: use auth.id or auth.<field>")
         users = self.context.schema.collection(AUTH_COLLECTION)
         f = users.field(rest[0]) if users else None
-        if users is None or f is None:
+        if users is None or f is None or (f.hidden and not self.context.hidden):
             raise NameProblem(f"auth has no field {rest[0]!r}")
         me = exp.select(column(f.name, "auth_user")).from_(aliased(users, "auth_user"))
         me = me.where(exp.EQ(this=column("id", "auth_user"), expression=self.context.auth_id))
