@@ -56,6 +56,19 @@ _INTERVAL = re.compile(
     r"\s*(\d{1,9}(\.\d{1,6})?\s*(microsecond|millisecond|second|minute|hour|day|week|month|year)s?\s*)+",
     re.IGNORECASE,
 )
+_INTERVAL_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([a-z]+)", re.IGNORECASE)
+_YEARS_PER = {
+    "microsecond": 1 / 31_557_600_000_000,
+    "millisecond": 1 / 31_557_600_000,
+    "second": 1 / 31_557_600,
+    "minute": 1 / 525_960,
+    "hour": 1 / 8_766,
+    "day": 1 / 365.25,
+    "week": 7 / 365.25,
+    "month": 1 / 12,
+    "year": 1,
+}
+MAX_INTERVAL_YEARS = 4000  # dates stay within PostgreSQL's range (4713 BC onwards)
 _UUID = re.compile(r"[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}")
 _COMPARISONS: tuple[type[exp.Expression], ...] = (
     exp.EQ,
@@ -101,14 +114,22 @@ def compile_filter(
     tree: exp.Expression, resolver: Resolver, params: ParamSink, limits: QueryLimits
 ) -> exp.Expression:
     """A parsed boolean expression -> a new, safe condition."""
-    return _Compiler(resolver, params, limits).predicate(tree)
+    compiler = _Compiler(resolver, params, limits, tree.meta.get("source", ""))
+    try:
+        return compiler.predicate(tree)
+    except FilterError as exc:
+        raise compiler.located(exc) from None
 
 
 def compile_value(
     tree: exp.Expression, resolver: Resolver, params: ParamSink, limits: QueryLimits
 ) -> Resolved:
     """A parsed value expression (e.g. a sort key) -> its SQL, kind and hops."""
-    value = _Compiler(resolver, params, limits).value(tree)
+    compiler = _Compiler(resolver, params, limits, tree.meta.get("source", ""))
+    try:
+        value = compiler.value(tree)
+    except FilterError as exc:
+        raise compiler.located(exc) from None
     if value.node is None:
         raise FilterError("a constant is not allowed here", position_of(tree))
     return Resolved(value.node, value.kind, value.hops)
@@ -132,10 +153,20 @@ class _Value:
 
 
 class _Compiler:
-    def __init__(self, resolver: Resolver, params: ParamSink, limits: QueryLimits) -> None:
+    def __init__(
+        self, resolver: Resolver, params: ParamSink, limits: QueryLimits, source: str = ""
+    ) -> None:
         self.resolver = resolver
         self.params = params
         self.limits = limits
+        self.source = source
+        self.at: tuple[int, int] | None = None  # the last position seen, for errors without one
+
+    def located(self, exc: FilterError) -> FilterError:
+        """`exc` with a position: its own, or the nearest one the compiler saw before it."""
+        if exc.position is not None:
+            return exc
+        return FilterError(exc.reason, self.at or (1, 1))
 
     # -- boolean context ---------------------------------------------------------------------
 
@@ -149,6 +180,7 @@ class _Compiler:
             return exp.Not(this=group(self.predicate(node.this)))
         if isinstance(node, exp.Paren):
             return self.predicate(node.this)
+        self.at = position_of(node) or self.at
         built, values = self._leaf(node)
         if node.args.get("negate"):  # x IS NOT NULL, x NOT LIKE y, x NOT BETWEEN ...
             built = exp.Not(this=group(built))
@@ -184,6 +216,16 @@ class _Compiler:
         if isinstance(right_node, exp.Any) and isinstance(node, exp.EQ):
             return self._equals_any(node)
         left, right = self.value(node.this), self.value(right_node)
+        if isinstance(node, (exp.NullSafeEQ, exp.NullSafeNEQ)) and "null" in (
+            left.kind,
+            right.kind,
+        ):
+            subject = right if left.kind == "null" else left  # IS [NOT] DISTINCT FROM NULL
+            operand = self._bind(subject, subject.kind if subject.node is not None else "text")
+            is_null = exp.Is(this=operand, expression=exp.Null())
+            if isinstance(node, exp.NullSafeEQ):
+                return is_null, [subject]
+            return exp.Not(this=group(is_null)), [subject]
         if left.kind == "null" or right.kind == "null":
             raise FilterError(
                 "comparing with NULL is never true: use IS NULL or IS NOT NULL", position_of(node)
@@ -199,7 +241,11 @@ class _Compiler:
         if not array.kind.endswith("[]"):
             raise FilterError("ANY(...) takes a list field", position_of(node.expression))
         element = self.value(node.this)
-        kind = _common_kind(element, _Value(None, _element(array.kind)), node)
+        kind = _element(array.kind)
+        if element.node is not None and element.kind != kind:
+            raise FilterError(
+                f"{_a(element.kind)} cannot be in a list of {kind} values", position_of(node)
+            )
         built = exp.EQ(
             this=self._bind(element, kind), expression=_any(self._bind(array, array.kind))
         )
@@ -240,10 +286,20 @@ class _Compiler:
     def _between(self, node: exp.Expression) -> tuple[exp.Expression, list[_Value]]:
         subject = self.value(node.this)
         low, high = self.value(node.args["low"]), self.value(node.args["high"])
-        kind = _common_kind(subject, low, node)
-        kind = _common_kind(_Value(None, kind), high, node)
+        kinds = {_common_kind(subject, low, node), _common_kind(subject, high, node)}
+        if subject.node is None:  # a literal subject: its bounds must agree among themselves
+            kinds.add(_common_kind(low, high, node))
+        if kinds <= _NUMERIC:
+            kind: Kind = "number" if "number" in kinds else "integer"
+        elif len(kinds) == 1:
+            kind = kinds.pop()
+        else:
+            raise FilterError(f"BETWEEN mixes {' and '.join(sorted(kinds))}", position_of(node))
         built = exp.Between(
-            this=self._bind(subject, kind), low=self._bind(low, kind), high=self._bind(high, kind)
+            this=self._bind(subject, kind),
+            low=self._bind(low, kind),
+            high=self._bind(high, kind),
+            symmetric=node.args.get("symmetric"),
         )
         return built, [subject, low, high]
 
@@ -262,6 +318,8 @@ class _Compiler:
         if not all(v.is_literal for v in values):
             raise FilterError("IN takes literal values", position_of(node))
         kind = subject.kind if subject.node is not None else _literal_kind(values[0])
+        if kind == "integer" and any(isinstance(v.literal, float) for v in values):
+            kind = "number"  # 5.5 is not rounded to meet an integer
         if kind.endswith("[]") or kind in ("null", "unknown"):
             raise FilterError("IN compares a single value", position_of(node))
         array = self.params.const([_convert(v, kind) for v in values])
@@ -284,7 +342,7 @@ class _Compiler:
 
     def _contains(self, node: exp.Expression) -> tuple[exp.Expression, list[_Value]]:
         name = _function_name(node)
-        args = [node.this, node.expression] if isinstance(node, exp.Contains) else node.expressions
+        args = list(node.expressions)
         if len(args) < 2:
             raise FilterError(
                 f"{name}(field, value, ...) needs a field and a value", position_of(node)
@@ -316,7 +374,8 @@ class _Compiler:
     # -- value context -----------------------------------------------------------------------
 
     def value(self, node: exp.Expression) -> _Value:
-        position = position_of(node)
+        position = position_of(node) or _find(self.source, node) or self.at
+        self.at = position
         if isinstance(node, exp.Paren):
             inner = self.value(node.this)
             if inner.node is not None:
@@ -377,6 +436,8 @@ class _Compiler:
         text = f"{amount.this} {unit.name if unit is not None else ''}".strip()
         if not _INTERVAL.fullmatch(text):
             raise FilterError(f"{text!r} is not an interval such as '7 days' or '1 hour'", position)
+        if _interval_years(text) > MAX_INTERVAL_YEARS:
+            raise FilterError(f"intervals go up to {MAX_INTERVAL_YEARS} years", position)
         as_text = exp.Cast(this=self.params.const(text), to=exp.DataType.build("TEXT"))
         return _Value(
             exp.Cast(this=as_text, to=exp.DataType.build("INTERVAL")), "interval", position=position
@@ -398,8 +459,11 @@ class _Compiler:
             )
             if isinstance(node, exp.Div) and kinds == {"integer"}:
                 kind = "integer"
+            extra = {"typed": True} if isinstance(node, exp.Div) else {}  # SQL's own division
             built = type(node)(
-                this=self._bind(left, _num(left)), expression=self._bind(right, _num(right))
+                this=self._bind(left, _num(left)),
+                expression=self._bind(right, _num(right)),
+                **extra,
             )
             return _Value(built, kind, hops, position=position)
         temporal = {left.kind, right.kind}
@@ -465,8 +529,8 @@ class _Compiler:
 
     def _bind(self, value: _Value, kind: Kind | str) -> exp.Expression:
         if value.node is not None:
-            if kind == "json" and value.kind != "json":
-                return value.node  # compared with a json value: PostgreSQL casts the parameter
+            if kind == "json" and value.kind != "json":  # a field meets json: make it json
+                return exp.Anonymous(this="to_jsonb", expressions=[value.node])
             return value.node
         if kind in ("unknown", "null"):
             kind = _literal_kind(value)
@@ -497,13 +561,15 @@ def _common_kind(left: _Value, right: _Value, node: exp.Expression) -> Kind:
     typed = left if left.node is not None else right
     other = right if typed is left else left
     if other.node is None:
+        if typed.kind == "integer" and isinstance(other.literal, float):
+            return "number"  # 3.5 is not rounded to meet an integer: compare as numbers
         return typed.kind
     a, b = typed.kind, other.kind
     if a == b or {a, b} <= _NUMERIC or {a, b} <= _TEMPORAL:
         return a
     if "json" in (a, b):
         return "json"
-    raise FilterError(f"cannot compare {a} with {b}", position_of(node))
+    raise FilterError(f"cannot compare {a} with {b}", other.position or position_of(node))
 
 
 def _literal_kind(value: _Value) -> Kind:
@@ -538,6 +604,12 @@ def _convert(value: _Value, kind: Kind | str) -> Any:
     if literal is None:
         raise FilterError("NULL is not a value here: use IS NULL", where)
     if kind == "json":
+        if (
+            isinstance(literal, int)
+            and not isinstance(literal, bool)
+            and not -_BIGINT <= literal < _BIGINT
+        ):
+            raise FilterError("the number is out of range", where)
         return literal
     if kind == "bool":
         if not isinstance(literal, bool):
@@ -569,6 +641,13 @@ def _convert(value: _Value, kind: Kind | str) -> Any:
         except ValueError:
             raise FilterError(f"{literal[:40]!r} is not a date such as 2026-01-31", where) from None
     raise FilterError(f"a literal cannot be a {kind}", where)
+
+
+def _interval_years(text: str) -> float:
+    return sum(
+        float(amount) * _YEARS_PER[unit.lower().rstrip("s")]
+        for amount, unit in _INTERVAL_PART.findall(text)
+    )
 
 
 def _datetime(text: str, where: tuple[int, int] | None) -> datetime:
@@ -605,16 +684,35 @@ def _path(node: exp.Expression) -> tuple[str, ...] | None:
     if isinstance(node, exp.Column):
         if isinstance(node.this, exp.Star):
             raise FilterError("'*' is not allowed", position_of(node))
-        return tuple(str(part.name) for part in node.parts)
+        return tuple(_name(part) for part in node.parts)  # type: ignore[arg-type]
     if isinstance(node, exp.Dot) and isinstance(node.expression, exp.Identifier):
         left = _path(node.this)
-        return None if left is None else (*left, str(node.expression.name))
+        return None if left is None else (*left, _name(node.expression))
     return None
 
 
 def group(node: exp.Expression) -> exp.Expression:
     """`node` in parentheses, unless it already is in some."""
     return node if isinstance(node, exp.Paren) else exp.Paren(this=node)
+
+
+def _find(source: str, node: exp.Expression) -> tuple[int, int] | None:
+    """Where in the text a node sqlglot kept no position for (a keyword, `?`) first appears."""
+    if isinstance(node, exp.Placeholder):
+        word = f":{node.name}" if node.name and node.name != "?" else "?"
+    elif isinstance(node, exp.Boolean):
+        word = "true" if node.this else "false"
+    elif isinstance(node, exp.Func):
+        word = _function_name(node).split("(")[0]
+    elif isinstance(node, exp.Null):
+        word = "null"
+    else:
+        return None
+    offset = source.lower().find(word.lower()) if word else -1
+    if offset < 0:
+        return None
+    line = source.count("\n", 0, offset) + 1
+    return line, offset - (source.rfind("\n", 0, offset) + 1) + 1
 
 
 def _any(node: exp.Expression) -> exp.Expression:
@@ -634,6 +732,12 @@ def _a(kind: str) -> str:
     return words.get(kind, f"a {kind}" if kind != "text" else "text")
 
 
+def _name(identifier: exp.Expression) -> str:
+    """An identifier as PostgreSQL reads it: unquoted ones are folded to lowercase."""
+    name = str(identifier.name)
+    return name if identifier.args.get("quoted") else name.lower()
+
+
 def _unparen(node: exp.Expression) -> exp.Expression:
     while isinstance(node, exp.Paren):
         node = node.this
@@ -643,8 +747,6 @@ def _unparen(node: exp.Expression) -> exp.Expression:
 def _function_name(node: exp.Expression) -> str:
     if isinstance(node, exp.Anonymous):
         return str(node.name).lower()
-    if isinstance(node, exp.Contains):
-        return "contains"
     if isinstance(node, exp.Func):
         return node.sql_name().lower()
     return ""
@@ -655,6 +757,10 @@ def _describe(node: exp.Expression) -> str:
     if name:
         return f"the function {name}()"
     return {
+        exp.Dot: "this dotted expression",
+        exp.Tuple: "a list in parentheses",
+        exp.Escape: "ESCAPE",
+        exp.Literal: "a value",
         exp.Subquery: "a subquery",
         exp.Select: "a query",
         exp.Union: "UNION",

@@ -14,7 +14,15 @@ from sqlglot.errors import ParseError, TokenError
 from baas.query.errors import FilterError
 from baas.query.limits import QueryLimits
 
-_DIALECT = Postgres()
+
+class _Dialect(Postgres):
+    class Parser(Postgres.Parser):  # type: ignore[valid-type,misc]
+        # contains(list, a, b, ...) is ours, with any number of values; sqlglot would read it as
+        # its own CONTAINS(x, y[, scope]) and drop the rest.
+        FUNCTIONS = {k: v for k, v in Postgres.Parser.FUNCTIONS.items() if k != "CONTAINS"}
+
+
+_DIALECT = _Dialect()
 _OPEN = {TokenType.L_PAREN, TokenType.L_BRACKET}
 _CLOSE = {TokenType.R_PAREN, TokenType.R_BRACKET}
 
@@ -26,6 +34,8 @@ def parse_filter(text: str, limits: QueryLimits) -> exp.Expression:
     _screen_characters(text)
     tokens = _tokens(text, limits)
     if not tokens:
+        if text.strip():
+            raise FilterError("comments are not allowed", (1, 1))
         raise FilterError("the expression is empty")
     try:
         parsed = _DIALECT.parser().parse(tokens, text)
@@ -38,6 +48,7 @@ def parse_filter(text: str, limits: QueryLimits) -> exp.Expression:
         raise FilterError("the expression must be a single condition")
     tree = statements[0]
     assert isinstance(tree, exp.Expression)
+    tree.meta["source"] = text  # to place errors on nodes sqlglot gives no position
     if sum(1 for _ in tree.walk()) > limits.max_nodes:
         raise FilterError(f"the expression has more than {limits.max_nodes} parts")
     return tree
@@ -55,8 +66,10 @@ def _screen_characters(text: str) -> None:
 def _tokens(text: str, limits: QueryLimits) -> list[Token]:
     try:
         tokens = _DIALECT.tokenize(text)
-    except TokenError as exc:
-        raise FilterError(f"the expression cannot be read: {_first_line(exc)}") from None
+    except TokenError:
+        raise FilterError(
+            "the expression cannot be read: is a quote left open?", _last_quote(text)
+        ) from None
     depth = 0
     for token in tokens:
         where = (token.line, max(token.col - (token.end - token.start), 1))
@@ -71,6 +84,14 @@ def _tokens(text: str, limits: QueryLimits) -> list[Token]:
         elif token.token_type in _CLOSE:
             depth -= 1
     return tokens
+
+
+def _last_quote(text: str) -> tuple[int, int] | None:
+    offset = max(text.rfind("'"), text.rfind('"'))
+    if offset < 0:
+        return None
+    line = text.count("\n", 0, offset) + 1
+    return line, offset - (text.rfind("\n", 0, offset) + 1) + 1
 
 
 def _parse_error(exc: ParseError) -> FilterError:

@@ -16,7 +16,7 @@ import orjson
 
 from baas.auth.identity import Identity
 from baas.context import AppContext
-from baas.errors import InvalidParameter
+from baas.errors import InvalidParameter, InvalidValue
 from baas.query import FilterError
 from baas.records import sql
 from baas.records.access import authorize, bind_auth, collection, query_limits
@@ -86,7 +86,16 @@ async def list_records(ctx: AppContext, identity: Identity, name: str, params: L
         raise InvalidParameter(
             f"filter: {exc}", code="invalid_filter", parameter="filter", position=exc.position
         ) from None
-    rows = await ctx.db.fetch(q.sql, *q.bind(args))
+    try:
+        rows = await ctx.db.fetch(q.sql, *q.bind(args))
+    except InvalidValue as exc:
+        if not shape.filter:
+            raise
+        raise InvalidParameter(
+            f"filter: cannot be evaluated on these records ({exc.message})",
+            code="invalid_filter",
+            parameter="filter",
+        ) from None
     return _page(rows, params, shape, sort)
 
 

@@ -82,7 +82,7 @@ def rule_condition(
 
 def _without_body_terms(tree: exp.Expression) -> exp.Expression:
     terms = _conjuncts(tree)
-    kept = [t for t in terms if not _mentions_body(t)]
+    kept = [t.copy() for t in terms if not _mentions_body(t)]  # copies: the tree is cached
     if not kept or len(kept) == len(terms):
         return tree
     result = kept[0]
@@ -131,6 +131,15 @@ def related_condition(
     return condition
 
 
+def _client_context(
+    schema: Schema, binder: Binder, limits: QueryLimits, auth_id: exp.Expression, admin: bool
+) -> Context:
+    """Names as a client may use them: no hidden fields, no body.*, related rows only through
+    their collection's list rule."""
+    related = related_condition(schema, "list", binder, limits, auth_id=auth_id, admin=admin)
+    return Context(schema, binder, limits, auth_id, related=related)
+
+
 def filter_condition(
     schema: Schema,
     c: Collection,
@@ -144,13 +153,7 @@ def filter_condition(
 ) -> exp.Expression:
     """A client filter: no hidden fields, no body.*, related rows only as their list rule allows.
     Raises FilterError (the client's mistake, with its position)."""
-    context = Context(
-        schema,
-        binder,
-        limits,
-        auth_id,
-        related=related_condition(schema, "list", binder, limits, auth_id=auth_id, admin=admin),
-    )
+    context = _client_context(schema, binder, limits, auth_id, admin)
     return compile_filter(
         parse_filter(text, limits), RecordResolver(context, c, alias), binder, limits
     )
@@ -169,13 +172,7 @@ def sort_value(
 ) -> Resolved:
     """A client sort key (a field, or a path through single relations): its value expression.
     Raises FilterError."""
-    context = Context(
-        schema,
-        binder,
-        limits,
-        auth_id,
-        related=related_condition(schema, "list", binder, limits, auth_id=auth_id, admin=admin),
-    )
+    context = _client_context(schema, binder, limits, auth_id, admin)
     resolved = RecordResolver(context, c, alias).resolve(path)
     node = resolved.node
     for hop in reversed(resolved.hops):

@@ -130,9 +130,9 @@ class RecordResolver:
 
     def resolve(self, path: tuple[str, ...]) -> Resolved:
         head, rest = path[0], path[1:]
-        if head == "auth":
+        if head == "auth" and rest:  # a field may be called auth or body: alone it is the field
             return self._auth(rest)
-        if head == "body":
+        if head == "body" and rest:
             return self._body(rest)
         return self._record(self.collection, self.alias, path, (), "")
 

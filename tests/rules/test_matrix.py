@@ -412,7 +412,8 @@ async def test_search_finds_only_visible_records(blog, text, expected, who):
 
 async def test_a_failing_filter_reveals_nothing_about_hidden_rows(blog):
     # c_self ("note to self", 12 characters) is hidden from B; B's comments have 4 characters.
-    body = await page(blog, "B", "comments", filter="1 / (length(text) - 12) != 0")
+    # (1.0 / ...: a fraction, so that only a zero divisor matters, not integer division.)
+    body = await page(blog, "B", "comments", filter="1.0 / (length(text) - 12) != 0")
     assert set(names(body["items"])) == LISTED_COMMENTS["B"]
 
 
@@ -420,12 +421,12 @@ async def test_a_failing_filter_reveals_nothing_about_hidden_rows(blog):
     ("who", "collection", "text", "expected"),
     [
         # "alpha draft" (11 characters) is hidden from B; B's own "bravo unpublished" has 17.
-        ("B", "posts", "1 / (length(title) - 11) != 0", VISIBLE_POSTS["B"]),
+        ("B", "posts", "1.0 / (length(title) - 11) != 0", VISIBLE_POSTS["B"]),
         # alice@example.com (17): B may not list Alice; bob@example.com has 15 characters.
-        ("B", "posts", f"1 / (length(author.email) - {len(ALICE)}) != 0", {"b_pub", "b_draft"}),
-        ("B", "posts", "1 / (length(see_also.title) - 11) != 0", {"a_pub"}),
-        ("B", "comments", "1 / (length(post.title) - 11) != 0", {"c_pub", "c_bdraft"}),
-        ("A", "posts", "1 / (length(category.name) - 4) != 0", set()),  # "news", locked
+        ("B", "posts", f"1.0 / (length(author.email) - {len(ALICE)}) != 0", {"b_pub", "b_draft"}),
+        ("B", "posts", "1.0 / (length(see_also.title) - 11) != 0", {"a_pub"}),
+        ("B", "comments", "1.0 / (length(post.title) - 11) != 0", {"c_pub", "c_bdraft"}),
+        ("A", "posts", "1.0 / (length(category.name) - 4) != 0", set()),  # "news", locked
     ],
 )
 async def test_failing_filters_on_hidden_rows_reveal_nothing(blog, who, collection, text, expected):
@@ -436,7 +437,9 @@ async def test_failing_filters_on_hidden_rows_reveal_nothing(blog, who, collecti
 
 
 async def test_a_failing_filter_on_a_visible_row_is_the_callers_own_error(blog):
-    await refused(blog, "B", "comments", 400, "invalid_value", filter="1 / (length(text) - 4) != 0")
+    await refused(
+        blog, "B", "comments", 400, "invalid_filter", filter="1.0 / (length(text) - 4) != 0"
+    )
 
 
 # -- visible_to: many callers at once, the same answers as one GET per caller ---------------------

@@ -7,8 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.query import golden_cases as g
-from tests.query.golden_cases import seeded
-from tests.query.test_filter_golden import check_compiles, check_matches, golden
+from tests.query.golden_cases import check_compiles, check_matches, golden, seeded
 
 GOLDEN = Path(__file__).parent / "golden"
 
