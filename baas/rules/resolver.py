@@ -106,11 +106,33 @@ def only_where(guard: exp.Expression | None, condition: exp.Expression) -> exp.E
     condition could run on rows a rule hides, and an error it raises there (a division by zero,
     an overflow) would tell the client something about those rows. CASE fixes the order.
     """
-    if guard is None:
-        return condition
+    if guard is None or not may_raise(condition):
+        return condition  # plain comparisons cannot raise, and stay usable as index conditions
     return exp.Case(
         ifs=[exp.If(this=group(guard.copy()), true=group(condition))], default=exp.false()
     )
+
+
+def may_raise(condition: exp.Expression) -> bool:
+    """Whether evaluating `condition` on some row could raise an error: arithmetic (division by
+    zero, overflow), abs() (of the smallest bigint) or LIKE with a pattern taken from a column
+    (a trailing escape character). Comparisons, IS, IN, functions on text and parameters cannot;
+    nor can EXISTS over related rows, which guard themselves."""
+    for node in condition.walk(prune=lambda n: isinstance(n, exp.Exists)):
+        if isinstance(node, _RAISING):
+            return True
+        if isinstance(node, (exp.Like, exp.ILike)) and not _is_parameter(node.expression):
+            return True
+    return False
+
+
+_RAISING = (exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Neg, exp.Abs, exp.Mod)
+
+
+def _is_parameter(node: exp.Expression) -> bool:
+    while isinstance(node, (exp.Cast, exp.Paren)):
+        node = node.this
+    return isinstance(node, exp.Parameter)
 
 
 def child_alias(outer: str, name: str) -> str:
