@@ -22,8 +22,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from baas.admin import api as admin_api
-from baas.auth import keys
+from baas.admin import auth_api as admin_auth_api
+from baas.auth import api as auth_api
+from baas.auth import keys, passwords, sessions, superusers, tokens
+from baas.auth import pages as auth_pages
 from baas.auth.bearer import authenticate
+from baas.auth.crypto import SecretBox, check_install, load_secret_key
+from baas.auth.housekeeping import Housekeeper
+from baas.auth.mail import Mailer, Templates
+from baas.auth.oidc import OidcVerifier
 from baas.config import Settings
 from baas.context import AppContext
 from baas.db.durability import check_durability
@@ -39,6 +46,8 @@ from baas.http.responses import error_response, json_response
 from baas.http.routing import route
 from baas.openapi.document import openapi_document
 from baas.records import api as records_api
+from baas.runtime_settings import CHANNEL as SETTINGS_CHANNEL
+from baas.runtime_settings import RuntimeSettings
 from baas.schema import service as schema_service
 from baas.schema.cache import SchemaCache
 
@@ -78,26 +87,64 @@ async def _open_database(settings: Settings) -> Database:
     raise AssertionError("unreachable")
 
 
+async def prepare(db: Database) -> list[str]:
+    """Bring a database up to this version: system migrations, then the built-in users collection."""
+    async with db.connection() as conn:
+        applied = await migrate(conn)
+    await schema_service.ensure_auth_collection(db)
+    return applied
+
+
 async def start(settings: Settings) -> tuple[AppContext, Listener]:
     """Everything a process needs before it serves its first request."""
     if not settings.database_url:
         raise RuntimeError("no database URL: start the server with `baas serve`")
+    box = SecretBox(load_secret_key(settings.secret_key, settings.data_dir))
     db = await _open_database(settings)
+    mailer: Mailer | None = None
     try:
         await check_durability(db)
-        async with db.connection() as conn:
-            applied = await migrate(conn)
+        applied = await prepare(db)
         if applied:
             log.info("applied %d system migration(s)", len(applied))
+        await check_install(db, box)
+        await tokens.ensure_signing_key(db, box)
         cache = SchemaCache(await schema_service.load(db))
         ring = keys.KeyRing(settings.service_key)
         await ring.reload(db)
-        ctx = AppContext(settings=settings, db=db, schema=cache, keys=ring)
+        signer = tokens.Signer(settings.base_url)
+        await signer.reload(db, box)
+        runtime = RuntimeSettings()
+        await runtime.reload(db, box)
+        mailer = Mailer(db, box, runtime, Templates(settings.data_dir / "templates" / "mail"))
+        ctx = AppContext(
+            settings=settings,
+            db=db,
+            schema=cache,
+            keys=ring,
+            box=box,
+            signer=signer,
+            runtime=runtime,
+            mailer=mailer,
+            oidc=OidcVerifier(),
+        )
+        await ctx.revoked.reload(db)
         listener = _listener(ctx)
         await listener.start()
+        await mailer.start()
+        setup = await superusers.prepare_setup(db, settings.data_dir)
     except BaseException:
+        if mailer is not None:
+            await mailer.stop()
         await db.close()
         raise
+    if setup is not None:
+        log.warning(
+            "no superuser yet: open %s/_/ and enter the setup token from %s "
+            "(or run `baas superuser create`)",
+            settings.base_url,
+            setup,
+        )
     log.info(
         "schema version %d, %d collection(s); pid %d",
         cache.version,
@@ -105,6 +152,13 @@ async def start(settings: Settings) -> tuple[AppContext, Listener]:
         os.getpid(),
     )
     return ctx, listener
+
+
+async def stop(ctx: AppContext, listener: Listener) -> None:
+    await listener.stop()
+    await ctx.mailer.stop()
+    await ctx.oidc.close()
+    await ctx.db.close()
 
 
 def _listener(ctx: AppContext) -> Listener:
@@ -118,12 +172,28 @@ def _listener(ctx: AppContext) -> Listener:
     async def reload_keys(_payload: str = "") -> None:
         await ctx.keys.reload(ctx.db)
 
+    async def reload_revoked(subject: str = "") -> None:
+        await ctx.revoked.reload(ctx.db, subject or None)
+
+    async def reload_signing_keys(_payload: str = "") -> None:
+        await ctx.signer.reload(ctx.db, ctx.box)
+
+    async def reload_settings(_payload: str = "") -> None:
+        await ctx.runtime.reload(ctx.db, ctx.box)
+        ctx.mailer.wake()  # SMTP may just have been configured
+
     async def reload_all() -> None:
         await reload_schema()
         await reload_keys()
+        await reload_revoked()
+        await reload_signing_keys()
+        await reload_settings()
 
     listener.subscribe(schema_service.CHANNEL, reload_schema)
     listener.subscribe(keys.CHANNEL, reload_keys)
+    listener.subscribe(sessions.CHANNEL, reload_revoked)
+    listener.subscribe(tokens.CHANNEL, reload_signing_keys)
+    listener.subscribe(SETTINGS_CHANNEL, reload_settings)
     listener.on_connect(reload_all)
     return listener
 
@@ -135,15 +205,19 @@ def create_app(settings: Settings, *, authenticate: Authenticate = authenticate)
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         ctx, listener = await start(settings)
+        housekeeper = Housekeeper(ctx.db)
+        housekeeper.start()
+        warm = asyncio.create_task(asyncio.to_thread(passwords.warm_up))
         if access_log is not None:
             access_log.start()
         try:
             yield {"ctx": ctx}
         finally:
+            await warm
             if access_log is not None:
                 await access_log.close()
-            await listener.stop()
-            await ctx.db.close()
+            await housekeeper.stop()
+            await stop(ctx, listener)
 
     async def openapi(request: Request) -> Response:
         ctx = context(request)
@@ -174,7 +248,10 @@ def create_app(settings: Settings, *, authenticate: Authenticate = authenticate)
     app = Starlette(
         routes=[
             *records_api.routes,
+            *auth_api.routes,
             *admin_api.routes,
+            *admin_auth_api.routes,
+            *auth_pages.routes,
             *health.routes,
             route("/api/openapi.json", GET=openapi),
         ],

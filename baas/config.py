@@ -56,6 +56,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("log_format", str, "text", "Log format: text or json."),
     Setting("access_log", bool, True, "Log one line per request (written off the request path)."),
     Setting("service_key", str, "", "A service key accepted besides those in the DB.", secret=True),
+    Setting(
+        "secret_key",
+        str,
+        "",
+        "Seals secrets at rest (32+ chars, same on every instance); empty: <data_dir>/secret.key.",
+        secret=True,
+    ),
     Setting("trusted_proxies", list, ["127.0.0.1"], "Proxies whose X-Forwarded-* are trusted."),
     Setting("db_pool_min", int, 2, "Minimum pooled database connections per process."),
     Setting("db_pool_max", int, 10, "Maximum pooled database connections per process."),
@@ -79,6 +86,22 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
+MIN_SECRET_KEY_LENGTH = 32
+# Values people paste from examples; a random key starts with one of these about once in 10^9.
+_PLACEHOLDERS = ("changeme", "change-me", "change_me", "placeholder", "example", "your-", "your_",
+                 "yoursecret", "secret", "replace", "insert")
+
+
+def key_problem(key: str) -> str | None:
+    """Why `key` cannot be the install's secret key, or None."""
+    if len(key) < MIN_SECRET_KEY_LENGTH:
+        return (
+            f"must be at least {MIN_SECRET_KEY_LENGTH} characters (e.g. `openssl rand -base64 32`)"
+        )
+    lowered = key.lower()
+    if len(set(key)) < 10 or lowered.startswith(_PLACEHOLDERS):
+        return "looks like a placeholder: generate one with `openssl rand -base64 32`"
+    return None
 
 
 class SettingsError(ValueError):
@@ -99,6 +122,7 @@ class Settings:
     log_format: str = "text"
     access_log: bool = True
     service_key: str = field(default="", repr=False)
+    secret_key: str = field(default="", repr=False)
     trusted_proxies: tuple[str, ...] = ("127.0.0.1",)
     db_pool_min: int = 2
     db_pool_max: int = 10
@@ -192,6 +216,10 @@ class Settings:
             problems.append("BAAS_PUBLIC_URL: must be an http(s) URL")
         if self.service_key and len(self.service_key) < 32:
             problems.append("BAAS_SERVICE_KEY: must be at least 32 characters")
+        if self.secret_key:
+            problem = key_problem(self.secret_key)
+            if problem:
+                problems.append(f"BAAS_SECRET_KEY: {problem}")
         return problems
 
 

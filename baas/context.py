@@ -1,17 +1,24 @@
 """The application context: what one server process holds while it runs.
 
 Built once in the lifespan (`app.py`) and handed to every service explicitly: settings, the
-database, the schema cache and the service keys. Nothing here is global.
+database, the schema cache, service keys, the install's secret box and signing keys, revoked
+sessions, runtime settings, the mailer and the OpenID Connect verifier. Nothing here is global.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from baas.auth.crypto import SecretBox
 from baas.auth.keys import KeyRing
+from baas.auth.mail import Mailer
+from baas.auth.oidc import OidcVerifier
+from baas.auth.sessions import RevokedSessions
+from baas.auth.tokens import Signer
 from baas.config import Settings
 from baas.db.pool import Database
 from baas.query import QueryLimits
+from baas.runtime_settings import RuntimeSettings
 from baas.schema.cache import SchemaCache
 
 
@@ -21,6 +28,12 @@ class AppContext:
     db: Database
     schema: SchemaCache
     keys: KeyRing
+    box: SecretBox
+    signer: Signer
+    runtime: RuntimeSettings
+    mailer: Mailer
+    oidc: OidcVerifier
+    revoked: RevokedSessions = field(default_factory=RevokedSessions)
     info: dict[str, str] = field(default_factory=dict)
     query_limits: QueryLimits = field(init=False)
 

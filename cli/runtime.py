@@ -10,10 +10,9 @@ from typing import Any, NoReturn, TypeVar
 
 import typer
 
-from baas.app import pool_options
+from baas.app import pool_options, prepare
 from baas.config import Settings, SettingsError
 from baas.db.embedded import EmbeddedError, EmbeddedPostgres
-from baas.db.migrate import migrate
 from baas.db.pool import Database
 from baas.errors import ApiError
 from baas.logs import setup_logging
@@ -64,8 +63,7 @@ async def database(settings: Settings) -> AsyncIterator[Database]:
         ),
     )
     try:
-        async with db.connection() as conn:
-            await migrate(conn)
+        await prepare(db)
         yield db
     finally:
         await db.close()

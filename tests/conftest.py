@@ -19,16 +19,16 @@ import asyncpg
 import httpx
 import pytest
 
-from baas.app import create_app
+from baas.app import create_app, prepare
 from baas.auth.bearer import authenticate
 from baas.auth.identity import Identity
 from baas.config import Settings
 from baas.context import AppContext
 from baas.db.embedded import EmbeddedPostgres
-from baas.db.migrate import migrate
-from baas.db.pool import connect
+from baas.db.pool import Database, PoolOptions, connect
 
 SERVICE_KEY = "baas_sk_test_0123456789abcdefghijklmnopqrstuvwxyz"
+SECRET_KEY = "k3Y-f0r-T3sts-only-9f8e7d6c5b4a3210-XyZ"  # every test server of a run shares it
 _counter = itertools.count()
 _created: list[str] = []
 
@@ -78,11 +78,11 @@ def template_db(pg_server_url: str) -> Iterator[str]:
     asyncio.run(_admin(admin_url, f"DROP DATABASE IF EXISTS {name}", f"CREATE DATABASE {name}"))
 
     async def migrate_template() -> None:
-        conn = await connect(with_database(pg_server_url, name))
+        db = await Database.open(with_database(pg_server_url, name), PoolOptions(min_size=1, max_size=2))
         try:
-            await migrate(conn)
+            await prepare(db)
         finally:
-            await conn.close()
+            await db.close()
 
     asyncio.run(migrate_template())
     yield name
@@ -111,6 +111,7 @@ def settings_for(database_url: str, data_dir: Path) -> Settings:
         db_pool_max=4,
         access_log=False,
         service_key=SERVICE_KEY,
+        secret_key=SECRET_KEY,
     )
 
 

@@ -22,7 +22,7 @@ from baas.schema import service as schema_service
 from baas.schema.document import to_document
 
 
-def _admin(request: Request) -> Identity:
+def require_admin(request: Request) -> Identity:
     who = identity(request)
     if who.kind == "anonymous":
         raise Unauthorized("the admin API needs a service key")
@@ -32,13 +32,13 @@ def _admin(request: Request) -> Identity:
 
 
 async def list_collections(request: Request) -> Response:
-    _admin(request)
+    require_admin(request)
     schema = context(request).schema.schema
     return json_response({"version": schema.version, **to_document(schema)})
 
 
 async def get_collection(request: Request) -> Response:
-    _admin(request)
+    require_admin(request)
     name = request.path_params["name"]
     schema = context(request).schema.schema
     document = to_document(schema)["collections"]
@@ -58,14 +58,14 @@ def _document(body: Any) -> Any:
 
 
 async def diff_schema(request: Request) -> Response:
-    _admin(request)
+    require_admin(request)
     ctx = context(request)
     plan = await schema_service.diff(ctx.db, _document(await read_json(request)))
     return json_response(plan.to_json())
 
 
 async def apply_schema(request: Request) -> Response:
-    who = _admin(request)
+    who = require_admin(request)
     ctx = context(request)
     body = await read_json(request)
     plan = await schema_service.diff(ctx.db, _document(body))
@@ -85,18 +85,18 @@ async def apply_schema(request: Request) -> Response:
 
 
 async def schema_history(request: Request) -> Response:
-    _admin(request)
+    require_admin(request)
     limit = list_params.bounded_int(request.query_params, "limit", 50, 1, 1000)
     return json_response({"items": await schema_service.history(context(request).db, limit)})
 
 
 async def list_keys(request: Request) -> Response:
-    _admin(request)
+    require_admin(request)
     return json_response({"items": await keys.list_keys(context(request).db)})
 
 
 async def create_key(request: Request) -> Response:
-    _admin(request)
+    require_admin(request)
     body = await read_json(request)
     name = keys.check_name(body.get("name") if isinstance(body, dict) else None)
     row, key = await keys.create_key(context(request).db, name)
@@ -104,7 +104,7 @@ async def create_key(request: Request) -> Response:
 
 
 async def revoke_key(request: Request) -> Response:
-    _admin(request)
+    require_admin(request)
     key_id = record_id(request.path_params["id"])
     if key_id is None:
         raise NotFound("no active service key with this id", code="key_not_found")

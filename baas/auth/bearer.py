@@ -1,7 +1,10 @@
 """Bearer tokens -> Identity, from memory only (the request middleware calls this per request).
 
-No header means anonymous; a header that is present but wrong is a 401, never a silent downgrade
-to anonymous, so a client with an expired or mistyped credential finds out at once.
+A bearer is a service key (`baas_sk_...`) or an access token (a JWT of this install). No header
+means anonymous; a header that is present but wrong is a 401, never a silent downgrade to
+anonymous, so a client with an expired or mistyped credential finds out at once.
+
+A revoked session's access tokens are refused on every request, however recently verified.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from typing import Any
 
 from baas.auth.identity import ANONYMOUS, Identity
 from baas.auth.keys import PREFIX
+from baas.auth.sessions import identity_from_claims
+from baas.auth.tokens import InvalidToken
 from baas.errors import Unauthorized
 
 MAX_TOKEN_LENGTH = 4096
@@ -31,4 +36,16 @@ def authenticate(scope: MutableMapping[str, Any], header: str | None) -> Identit
         if found is None:
             raise Unauthorized("unknown or revoked service key", code="invalid_token")
         return found  # type: ignore[no-any-return]
-    raise Unauthorized("the token is not valid", code="invalid_token")
+    return identify_access_token(ctx, token)
+
+
+def identify_access_token(ctx: Any, token: str) -> Identity:
+    """The identity of a valid, unrevoked access token; 401 otherwise."""
+    try:
+        claims = ctx.signer.verify(token)
+    except InvalidToken as exc:
+        code = "token_expired" if str(exc) == "expired" else "invalid_token"
+        raise Unauthorized(f"the access token is not valid: {exc}", code=code) from None
+    if claims["sid"] in ctx.revoked:
+        raise Unauthorized("the session has ended: sign in again", code="session_ended")
+    return identity_from_claims(claims)

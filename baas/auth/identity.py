@@ -17,6 +17,7 @@ class Identity:
     kind: Kind
     id: str | None = None
     name: str = ""  # key name or email, for logs and history ("applied_by")
+    session: str | None = None  # the session an access token belongs to
     fields: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     @property

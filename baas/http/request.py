@@ -8,6 +8,7 @@ import orjson
 from starlette.requests import Request
 
 from baas.auth.identity import ANONYMOUS, Identity
+from baas.auth.sessions import Client
 from baas.context import AppContext
 from baas.errors import MalformedJson, UnsupportedMediaType
 
@@ -22,6 +23,21 @@ def identity(request: Request) -> Identity:
 
 def request_id(request: Request) -> str | None:
     return request.scope.get("baas.request_id")
+
+
+def client(request: Request) -> Client:
+    """The caller's address (X-Forwarded-For honoured only from a trusted proxy) and agent."""
+    peer = request.client.host if request.client else None
+    trusted = context(request).settings.trusted_proxies
+    ip = peer
+    forwarded = request.headers.get("x-forwarded-for")
+    if forwarded and peer in trusted:
+        # The rightmost address not itself a trusted proxy is the client.
+        for hop in reversed([h.strip() for h in forwarded.split(",")]):
+            if hop and hop not in trusted:
+                ip = hop[:64]
+                break
+    return Client(ip=ip, user_agent=request.headers.get("user-agent"))
 
 
 async def read_json(request: Request) -> Any:

@@ -23,6 +23,7 @@ from baas.db.sqltree import Compiled
 from baas.errors import (
     ApiError,
     Conflict,
+    Forbidden,
     InvalidParameter,
     NotFound,
     ValidationFailed,
@@ -33,6 +34,7 @@ from baas.records.access import authorize, bind_auth, collection, query_limits
 from baas.records.listing import ListParams, Page, list_records
 from baas.records.shape import DEFAULT, read_shape, to_record
 from baas.records.validation import record_id, validate_create, validate_update
+from baas.schema.auth_collection import AUTH_COLLECTION
 from baas.schema.models import Collection
 
 UPSERT_ATTEMPTS = 3
@@ -101,11 +103,22 @@ class _Body(dict[str, Any]):
         raise KeyError(key)
 
 
+def _no_sign_up_here(c: Collection, identity: Identity) -> None:
+    """Users come from the auth API (its create rule governs sign-up); only admins may add
+    records to `users` directly (without credentials: e.g. imports, fixtures)."""
+    if c.name == AUTH_COLLECTION and not identity.is_admin:
+        raise Forbidden(
+            "users sign up through POST /api/auth/sign-up, not the records API",
+            code="use_auth_api",
+        )
+
+
 async def create_record(
     ctx: AppContext, identity: Identity, name: str, body: Any, ex: Executor | None = None
 ) -> dict[str, Any]:
     c = collection(ctx, name)
     authorize(c, "create", identity)
+    _no_sign_up_here(c, identity)
     chosen_id, values = validate_create(c, body)
     if chosen_id is not None:
         values = {"id": chosen_id, **values}
@@ -113,6 +126,24 @@ async def create_record(
     row = await _write(ctx, c, ex or ctx.db, q, _Body(_write_args(identity, values)))
     assert row is not None
     return to_record(row, False)
+
+
+async def create_with_system_fields(
+    ctx: AppContext,
+    identity: Identity,
+    name: str,
+    body: Any,
+    system: dict[str, Any],
+    ex: Executor | None = None,
+) -> Any:
+    """Insert a record whose system fields the auth service sets (`system`) beside the client's
+    own fields (`body`, validated like any create), checked against the create rule in the
+    same statement (so `body.email` may be tested by it). Returns the row as stored."""
+    c = collection(ctx, name)
+    _, values = validate_create(c, body)
+    values = {**values, **system}
+    q = sql.insert(ctx.schema, query_limits(ctx), c, tuple(values), identity.is_admin)
+    return await _write(ctx, c, ex or ctx.db, q, _Body(_write_args(identity, values)))
 
 
 async def update_record(
@@ -149,6 +180,7 @@ async def upsert_record(
     c = collection(ctx, name)
     authorize(c, "create", identity)
     authorize(c, "update", identity)
+    _no_sign_up_here(c, identity)
     rid = record_id(raw_id)
     if rid is None:
         raise ValidationFailed({"id": field_error("invalid_id", "must be a UUID")})

@@ -72,6 +72,9 @@ def _values(
         if f is None:
             errors[key] = field_error("unknown_field", f"{c.name} has no field {key!r}")
             continue
+        if f.system:
+            errors[key] = field_error("read_only", "is managed by the auth API (/api/auth)")
+            continue
         if raw is None:
             if f.multiple and not f.required:
                 values[key] = []

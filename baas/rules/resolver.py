@@ -17,9 +17,9 @@ from sqlglot import exp
 
 from baas.query import Hop, Kind, NameProblem, ParamSink, QueryLimits, Resolved
 from baas.query.compile import PG_TYPES, group
+from baas.schema.auth_collection import AUTH_COLLECTION, SECRET_FIELDS
 from baas.schema.models import TABLE_SCHEMA, Collection, Field, Schema
 
-AUTH_COLLECTION = "users"
 SYSTEM_KINDS: dict[str, Kind] = {"id": "uuid", "created": "datetime", "updated": "datetime"}
 _FIELD_KINDS: dict[str, str] = {
     "text": "text",
@@ -166,8 +166,8 @@ class RecordResolver:
             if rest:
                 raise NameProblem(f"{prefix}{name} has no fields")
             return Resolved(column(name, alias), SYSTEM_KINDS[name], hops)
-        f = c.field(name)
-        if f is None or (f.hidden and not self.context.hidden):
+        f = _readable(c, name, self.context.hidden)
+        if f is None:
             raise NameProblem(f"{c.name} has no field {name!r}")
         if not rest:
             return Resolved(column(name, alias), field_kind(f), hops)
@@ -229,8 +229,8 @@ class RecordResolver:
         if len(rest) != 1:
             raise NameProblem("auth has no such path: use auth.id or auth.<field>")
         users = self.context.schema.collection(AUTH_COLLECTION)
-        f = users.field(rest[0]) if users else None
-        if users is None or f is None or (f.hidden and not self.context.hidden):
+        f = _readable(users, rest[0], self.context.hidden) if users else None
+        if users is None or f is None:
             raise NameProblem(f"auth has no field {rest[0]!r}")
         me = exp.select(column(f.name, "auth_user")).from_(aliased(users, "auth_user"))
         me = me.where(exp.EQ(this=column("id", "auth_user"), expression=self.context.auth_id))
@@ -254,3 +254,13 @@ class RecordResolver:
         return Resolved(
             exp.Cast(this=self.context.binder.arg(f"body.{name}"), to=pg_type(kind)), kind
         )
+
+
+def _readable(c: Collection, name: str, hidden: bool) -> Field | None:
+    """The field a filter (or, with `hidden`, a rule) may name; never a password hash."""
+    f = c.field(name)
+    if f is None or (f.hidden and not hidden):
+        return None
+    if c.name == AUTH_COLLECTION and name in SECRET_FIELDS:
+        return None
+    return f

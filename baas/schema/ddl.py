@@ -14,6 +14,7 @@ import orjson
 from sqlglot import exp
 
 from baas.db.sqltree import column, ident, literal, render, template
+from baas.schema.auth_collection import AUTH_COLLECTION
 from baas.schema.fields import TYPES, column_type
 from baas.schema.models import TABLE_SCHEMA, Collection, Field, Index, Schema
 from baas.schema.names import constraint_name
@@ -222,8 +223,24 @@ def derived_objects(schema: Schema) -> dict[str, Derived]:
         if c.search:
             obj = _search_object(c)
             out[obj.name] = obj
+        if c.name == AUTH_COLLECTION:
+            obj = _auth_trigger(c)
+            out[obj.name] = obj
     del by_id
     return out
+
+
+def _auth_trigger(c: Collection) -> Derived:
+    """On users: a deleted user's sessions, tokens and factors go; a disabled one's sessions."""
+    name = constraint_name(c.id, "auth")
+    create = template(
+        "CREATE TRIGGER __n AFTER DELETE OR UPDATE OF disabled ON __s.__t FOR EACH ROW "
+        "EXECUTE FUNCTION baas.auth_user_changed()",
+        n=name,
+        **_t(c.name),
+    )
+    drop = template("DROP TRIGGER __n ON __s.__t", n=name, **_t(c.name))
+    return _derived(name, c, c.id, "end sessions of deleted or disabled users", "v1", create, drop)
 
 
 def _field_objects(c: Collection, f: Field, by_name: dict[str, Collection]) -> list[Derived]:

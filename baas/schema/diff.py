@@ -448,6 +448,7 @@ def _kind(o: ddl.Derived) -> str:
         "idx": "index",
         "uix": "index",
         "search": "search_index",
+        "auth": "trigger",
     }.get(suffix, "object")
 
 

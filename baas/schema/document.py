@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from baas.errors import ApiError
+from baas.schema import auth_collection as auth
 from baas.schema.fields import TYPES, FieldValueError, parse_value
 from baas.schema.models import (
     ON_DELETE,
@@ -118,7 +119,7 @@ def parse_document(doc: Any, *, stored: bool = False) -> Schema:
         raise SchemaError(["collections: must be a mapping of collection name -> definition"])
     if len(raw) > MAX_COLLECTIONS:
         problems.add("collections", f"at most {MAX_COLLECTIONS} collections")
-    names = set(raw)
+    names = set(raw) | {auth.AUTH_COLLECTION}
     collections = []
     for name, definition in raw.items():
         path = f"collections.{name}"
@@ -127,11 +128,42 @@ def parse_document(doc: Any, *, stored: bool = False) -> Schema:
             problems.add(path, problem)
             continue
         collection = _collection(name, definition, names, path, problems, stored)
+        if collection is not None and name == auth.AUTH_COLLECTION:
+            collection = _users(collection, definition, path, problems, stored)
         if collection is not None:
             collections.append(collection)
+    if not stored and auth.AUTH_COLLECTION not in raw:
+        collections.insert(0, auth.default_users())
     if problems.items:
         raise SchemaError(problems.items)
     return Schema(collections=tuple(collections))
+
+
+def _users(
+    c: Collection, definition: Any, path: str, problems: _Problems, stored: bool
+) -> Collection:
+    """The auth collection: its system fields added (or recognised, when stored)."""
+    declared_rules = isinstance(definition, Mapping) and "rules" in definition
+    if stored:
+        fields = tuple(auth.as_stored_system_field(f) for f in c.fields)
+        return Collection(
+            name=c.name,
+            fields=fields,
+            indexes=c.indexes,
+            id=c.id,
+            rules=c.rules,
+            search=c.search,
+            search_language=c.search_language,
+        )
+    for f in c.fields:
+        if f.name in auth.SYSTEM_NAMES:
+            problems.add(
+                f"{path}.fields.{f.name}",
+                f"{f.name!r} is a built-in field of users, managed by the auth API: leave it out",
+            )
+    if c.renamed_from is not None:
+        problems.add(f"{path}.renamed_from", "the users collection cannot be renamed")
+    return auth.with_built_ins(c, c.rules if declared_rules else None)
 
 
 def _collection(
@@ -146,6 +178,8 @@ def _collection(
     allowed |= {"id"} if stored else set()
     _unknown_keys(definition, allowed, path, problems)
     renamed_from = _renamed_from(definition, path, "collection", problems)
+    if renamed_from == auth.AUTH_COLLECTION:
+        problems.add(f"{path}.renamed_from", "the users collection cannot be renamed")
     raw_fields = definition.get("fields")
     raw_fields = {} if raw_fields is None else raw_fields
     if not isinstance(raw_fields, Mapping):
@@ -489,15 +523,33 @@ _FIELD_DEFAULTS = Field(name="", type="")
 
 
 def to_document(schema: Schema, *, with_ids: bool = False) -> dict[str, Any]:
-    """The canonical document for `schema` (ids included for the stored copy)."""
-    return {"collections": {c.name: _collection_doc(c, with_ids) for c in schema.collections}}
+    """The canonical document for `schema` (ids included for the stored copy). The file form
+    leaves out what is built in: the system fields of `users`, and `users` itself when the app
+    changed nothing of it."""
+    out = {}
+    for c in schema.collections:
+        if c.name == auth.AUTH_COLLECTION and not with_ids and _untouched_users(c):
+            continue
+        out[c.name] = _collection_doc(c, with_ids)
+    return {"collections": out}
+
+
+def _untouched_users(c: Collection) -> bool:
+    return (
+        not auth.declared_fields(c)
+        and not c.indexes
+        and not c.search
+        and c.rules == auth.DEFAULT_RULES
+    )
 
 
 def _collection_doc(c: Collection, with_ids: bool) -> dict[str, Any]:
     doc: dict[str, Any] = {}
     if with_ids:
         doc["id"] = c.id
-    doc["fields"] = {f.name: _field_doc(f, with_ids) for f in c.fields}
+    users = c.name == auth.AUTH_COLLECTION
+    fields = auth.declared_fields(c) if users and not with_ids else c.fields
+    doc["fields"] = {f.name: _field_doc(f, with_ids) for f in fields}
     if c.indexes:
         doc["indexes"] = [_index_doc(i, with_ids) for i in c.indexes]
     if c.search:
@@ -505,7 +557,7 @@ def _collection_doc(c: Collection, with_ids: bool) -> dict[str, Any]:
         if c.search_language != "simple":
             doc["search_language"] = c.search_language
     rules = {op: c.rules.for_operation(op) for op in RULE_OPERATIONS}
-    if any(rule is not None for rule in rules.values()):
+    if users or any(rule is not None for rule in rules.values()):
         doc["rules"] = rules  # null is written out: "locked" is a decision worth seeing
     return doc
 

@@ -49,6 +49,7 @@ class Field:
     mime_types: tuple[str, ...] = ()
     protected: bool = False
     thumbs: tuple[str, ...] = ()
+    system: bool = False  # built in (users' auth fields): written by baas, not by clients
     renamed_from: str | None = field(default=None, compare=False)
 
     @property

@@ -18,10 +18,11 @@ from baas.db.sqltree import render
 from baas.errors import ApiError, Conflict
 from baas.query import QueryLimits
 from baas.rules.engine import check_rules
+from baas.schema import auth_collection as auth
 from baas.schema import ddl
 from baas.schema.diff import Plan, plan
 from baas.schema.document import SchemaError, parse_document, to_document
-from baas.schema.models import Schema
+from baas.schema.models import Collection, Schema
 
 log = logging.getLogger("baas.schema")
 
@@ -140,6 +141,44 @@ async def _run_steps(conn: Connection, change: Plan) -> None:
                     step=number,
                     sqlstate=exc.sqlstate,
                 ) from None
+
+
+async def ensure_auth_collection(db: Database) -> None:
+    """Give the live schema its `users` collection with every system field (on first start, or
+    after an upgrade that added system fields). Several instances may race: one applies, the
+    others see the new version and find nothing left to do."""
+    for _ in range(5):
+        live = await load(db)
+        users = live.collection(auth.AUTH_COLLECTION)
+        if users is not None and all(users.field(n) for n in auth.SYSTEM_NAMES):
+            return
+        if users is None:
+            wanted = Schema((auth.default_users(), *live.collections))
+        else:
+            wanted = Schema(
+                tuple(_with_system_fields(c) if c is users else c for c in live.collections)
+            )
+        change = plan(live, wanted, await populated_collections(db, live))
+        try:
+            await apply(db, change, allow_destructive=False, applied_by="system")
+        except Conflict:
+            continue  # another instance applied first: look again
+    raise RuntimeError("could not add the users collection to the schema")
+
+
+def _with_system_fields(users: Collection) -> Collection:
+    clash = [f.name for f in users.fields if f.name in auth.SYSTEM_NAMES and not f.system]
+    if clash:
+        raise RuntimeError(
+            f"the users collection has field(s) {', '.join(clash)} that baas now manages itself: "
+            "rename them (renamed_from) before upgrading"
+        )
+    custom = tuple(f for f in users.fields if not f.system)
+    return auth.with_built_ins(
+        Collection(users.name, custom, users.indexes, users.id, rules=users.rules,
+                   search=users.search, search_language=users.search_language),
+        users.rules,
+    )
 
 
 async def history(db: Database, limit: int = 50) -> list[dict[str, Any]]:

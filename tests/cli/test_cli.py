@@ -129,7 +129,7 @@ def test_init_writes_a_valid_starter(baas: Baas, tmp_path: Path) -> None:
     Draft202012Validator.check_schema(jsonschema)
     document = load_yaml(text)
     assert list(Draft202012Validator(jsonschema).iter_errors(document)) == []
-    assert parse_document(document).names == ("posts",)
+    assert parse_document(document).names == ("users", "posts")  # users is built in
     assert _ok(baas("schema", "jsonschema")).out.strip() == json.dumps(jsonschema, indent=2)
 
 
@@ -155,19 +155,19 @@ def test_init_into_a_new_directory(baas: Baas, tmp_path: Path) -> None:
 def test_schema_workflow(baas: Baas, tmp_path: Path, database_url: str) -> None:
     _write(tmp_path, POSTS)
     diff = _ok(baas("schema", "diff"))
-    assert "Plan against schema version 0" in diff.out
+    assert "Plan against schema version 1" in diff.out  # 1 added the built-in users
     assert re.search(r"1\. create collection posts", diff.out), diff.out
     assert "CREATE TABLE" not in diff.out
     assert "CREATE TABLE" in _ok(baas("schema", "diff", "--sql")).out
     plan = json.loads(_ok(baas("schema", "diff", "--json")).out)
-    assert plan["base_version"] == 0
+    assert plan["base_version"] == 1
     assert plan["destructive"] is False
     assert plan["steps"][0]["action"] == "create_collection"
     assert plan["steps"][0]["target"] == "posts"
     assert all(step["statements"] for step in plan["steps"])
 
     applied = _ok(baas("schema", "apply", "--yes"))
-    assert "Applied: the schema is now at version 1." in applied.out
+    assert "Applied: the schema is now at version 2." in applied.out
     assert _columns(database_url, "posts") == ["id", "created", "updated", "title", "body", "views"]
 
     assert "No changes" in _ok(baas("schema", "diff")).out
@@ -177,7 +177,7 @@ def test_schema_workflow(baas: Baas, tmp_path: Path, database_url: str) -> None:
     assert "Applied" not in again.out
 
     history = _ok(baas("schema", "history")).out
-    assert re.search(r"^v1\s", history, re.MULTILINE), history
+    assert re.search(r"^v2\s", history, re.MULTILINE), history
     assert "create collection posts" in history
 
     pulled = _ok(baas("schema", "pull", "--stdout")).out
@@ -189,7 +189,7 @@ def test_pull_writes_the_schema_file(baas: Baas, tmp_path: Path) -> None:
     source = _write(tmp_path, POSTS, "source.yaml")
     _ok(baas("schema", "apply", "--yes", "--file", str(source)))
     result = _ok(baas("schema", "pull"))
-    assert "version 1" in result.out
+    assert "version 2" in result.out
     pulled = (tmp_path / "baas.yaml").read_text()
     assert load_yaml(pulled) == load_yaml(_ok(baas("schema", "pull", "--stdout")).out)
     assert parse_document(load_yaml(pulled)) == parse_document(POSTS)
@@ -287,7 +287,7 @@ def test_invalid_schema_file_lists_every_problem(baas: Baas, tmp_path: Path) -> 
         "      title: {type: text, colour: red}\n"
         "      body: {type: text, max: -1}\n"
         "      state: {type: select}\n"
-        "      owner: {type: relation, collection: users}\n"
+        "      owner: {type: relation, collection: people}\n"
         "  Bad: {}\n"
     )
     for command in (("schema", "diff"), ("schema", "apply", "--yes")):
@@ -297,7 +297,7 @@ def test_invalid_schema_file_lists_every_problem(baas: Baas, tmp_path: Path) -> 
             "collections.posts.fields.title.colour: unknown option for type text",
             "collections.posts.fields.body.max: must be a whole number of at least 0",
             "collections.posts.fields.state.values: a select field needs",
-            "collections.posts.fields.owner.collection: no collection named 'users'",
+            "collections.posts.fields.owner.collection: no collection named 'people'",
             "collections.Bad: collection name 'Bad' must start with a lowercase letter",
         ):
             assert f"  - {problem}" in result.err, result.err
@@ -319,8 +319,10 @@ def test_malformed_yaml_names_the_line(baas: Baas, tmp_path: Path, text: str, me
     assert "Traceback" not in result.err
 
 
-def test_history_when_nothing_was_applied(baas: Baas) -> None:
-    assert "No schema changes applied yet." in _ok(baas("schema", "history")).out
+def test_history_of_a_new_install_shows_the_built_in_users(baas: Baas) -> None:
+    history = _ok(baas("schema", "history")).out
+    assert re.search(r"^v1\s.*\ssystem\s", history, re.MULTILINE), history
+    assert "create collection users" in history
 
 
 # -- keys ----------------------------------------------------------------------------------------

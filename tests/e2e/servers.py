@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import SERVICE_KEY
+from tests.conftest import SECRET_KEY, SERVICE_KEY
 
 BAAS = str(Path(sys.executable).parent / "baas")
 
@@ -67,6 +67,7 @@ def start_server(tmp: Path, env: dict[str, str], *args: str, name: str = "server
     full_env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("BAAS_")},
         "BAAS_SERVICE_KEY": SERVICE_KEY,
+        "BAAS_SECRET_KEY": SECRET_KEY,  # instances of one install share it
         "BAAS_PORT": str(port),
         "BAAS_DATA_DIR": str(tmp / "data"),
         **env,

@@ -27,7 +27,7 @@ def test_schema_changes_reach_the_other_server(database_url: str, tmp_path: Path
         b.client() as cb,
     ):
         assert ca.post("/api/admin/schema/apply", json={"document": POSTS}).status_code == 200
-        eventually(lambda: _collections(cb) == ["posts"])
+        eventually(lambda: _collections(cb) == ["users", "posts"])
 
         created = cb.post("/api/collections/posts/records", json={"title": "from b"})
         assert created.status_code == 201
@@ -44,4 +44,4 @@ def test_schema_changes_reach_the_other_server(database_url: str, tmp_path: Path
             )
         )
         ready = ca.get("/api/health/ready").json()
-        assert ready["schema_version"] == 2
+        assert ready["schema_version"] == 3  # 1 is the built-in users collection

@@ -29,7 +29,7 @@ SCHEMA: dict[str, Any] = {
         "users": {
             "fields": {
                 "name": {"type": "text", "required": True},
-                "email": {"type": "email", "unique": True},
+                "address": {"type": "email", "unique": True},
                 "secret": {"type": "text", "hidden": True},
                 "role": {
                     "type": "select",
@@ -136,7 +136,7 @@ USER_NAMES = {"A": "Alice", "B": "Bob", "M": "Mallory"}
 MISSING = fixed_id(999_999)  # a well-formed id no record has
 
 USERS = [
-    {"id": IDS[u], "name": USER_NAMES[u], "email": EMAILS[u], "secret": f"secret of {u}"}
+    {"id": IDS[u], "name": USER_NAMES[u], "address": EMAILS[u], "secret": f"secret of {u}"}
     for u in ("A", "B", "M")
 ]
 USERS[2]["role"] = "admin"

@@ -213,10 +213,10 @@ async def test_body_is_not_for_client_filters(blog, text):
 
 RELATED = [
     # users list: yourself (M, with role admin: everyone), so other people's fields never match.
-    ("posts", f"author.email = '{ALICE}'", {"anon": set(), "A": {"a_pub", "a_pub2", "a_draft"}, "B": set(), "M": {"a_pub", "a_pub2"}, "admin": {"a_pub", "a_pub2", "a_draft"}}),
-    ("posts", f"author.email = '{BOB}'", {"anon": set(), "A": set(), "B": {"b_pub", "b_draft"}, "M": {"b_pub"}, "admin": {"b_pub", "b_draft"}}),
+    ("posts", f"author.address = '{ALICE}'", {"anon": set(), "A": {"a_pub", "a_pub2", "a_draft"}, "B": set(), "M": {"a_pub", "a_pub2"}, "admin": {"a_pub", "a_pub2", "a_draft"}}),
+    ("posts", f"author.address = '{BOB}'", {"anon": set(), "A": set(), "B": {"b_pub", "b_draft"}, "M": {"b_pub"}, "admin": {"b_pub", "b_draft"}}),
     ("posts", "author.name IS NOT NULL", {"anon": set(), "A": {"a_pub", "a_pub2", "a_draft"}, "B": {"b_pub", "b_draft"}, "M": VISIBLE_POSTS["M"], "admin": VISIBLE_POSTS["admin"]}),
-    ("posts", f"NOT (author.email = '{ALICE}')", {"anon": VISIBLE_POSTS["anon"], "A": {"b_pub"}, "B": VISIBLE_POSTS["B"], "M": {"b_pub"}, "admin": {"b_pub", "b_draft"}}),
+    ("posts", f"NOT (author.address = '{ALICE}')", {"anon": VISIBLE_POSTS["anon"], "A": {"b_pub"}, "B": VISIBLE_POSTS["B"], "M": {"b_pub"}, "admin": {"b_pub", "b_draft"}}),
     ("posts", "author.name LIKE 'A%' OR author.name LIKE 'B%'", {"anon": set(), "A": {"a_pub", "a_pub2", "a_draft"}, "B": {"b_pub", "b_draft"}, "M": VISIBLE_POSTS["M"], "admin": VISIBLE_POSTS["admin"]}),
     # posts list: a multiple relation matches only through the related posts the caller may list.
     ("posts", "see_also.title = 'alpha draft'", {"anon": set(), "A": {"a_pub"}, "B": set(), "M": set(), "admin": {"a_pub"}}),
@@ -227,8 +227,8 @@ RELATED = [
     ("posts", "category.id IS NOT NULL", {**{who: set() for who in EVERYONE}, "admin": {"a_pub"}}),
     ("comments", "post.title = 'alpha public'", {who: {"c_pub"} for who in EVERYONE}),
     ("comments", "post.title = 'alpha draft'", {"anon": set(), "A": {"c_self", "c_orphan"}, "B": set(), "M": set(), "admin": {"c_self", "c_orphan"}}),
-    ("comments", f"author.email = '{BOB}'", {"anon": set(), "A": set(), "B": {"c_pub", "c_bdraft"}, "M": {"c_pub"}, "admin": {"c_pub", "c_bdraft", "c_orphan"}}),
-    ("comments", f"post.author.email = '{ALICE}'", {"anon": set(), "A": {"c_pub", "c_self", "c_orphan"}, "B": set(), "M": {"c_pub"}, "admin": {"c_pub", "c_self", "c_orphan"}}),
+    ("comments", f"author.address = '{BOB}'", {"anon": set(), "A": set(), "B": {"c_pub", "c_bdraft"}, "M": {"c_pub"}, "admin": {"c_pub", "c_bdraft", "c_orphan"}}),
+    ("comments", f"post.author.address = '{ALICE}'", {"anon": set(), "A": {"c_pub", "c_self", "c_orphan"}, "B": set(), "M": {"c_pub"}, "admin": {"c_pub", "c_self", "c_orphan"}}),
 ]  # fmt: skip
 
 
@@ -296,7 +296,7 @@ SORTS = [
     ("comments", "text"),
     ("comments", "-post.title"),
     ("users", "name"),
-    ("users", "-email"),
+    ("users", "-address"),
 ]
 
 
@@ -423,7 +423,7 @@ async def test_a_failing_filter_reveals_nothing_about_hidden_rows(blog):
         # "alpha draft" (11 characters) is hidden from B; B's own "bravo unpublished" has 17.
         ("B", "posts", "1.0 / (length(title) - 11) != 0", VISIBLE_POSTS["B"]),
         # alice@example.com (17): B may not list Alice; bob@example.com has 15 characters.
-        ("B", "posts", f"1.0 / (length(author.email) - {len(ALICE)}) != 0", {"b_pub", "b_draft"}),
+        ("B", "posts", f"1.0 / (length(author.address) - {len(ALICE)}) != 0", {"b_pub", "b_draft"}),
         ("B", "posts", "1.0 / (length(see_also.title) - 11) != 0", {"a_pub"}),
         ("B", "comments", "1.0 / (length(post.title) - 11) != 0", {"c_pub", "c_bdraft"}),
         ("A", "posts", "1.0 / (length(category.name) - 4) != 0", set()),  # "news", locked

@@ -56,13 +56,13 @@ async def test_every_golden_plan_runs_on_postgresql(admin: Any, path: Path) -> N
 
 BLOG = {
     "collections": {
-        "users": {"fields": {"name": {"type": "text", "required": True}}},
+        "members": {"fields": {"name": {"type": "text", "required": True}}},
         "posts": {
             "fields": {
                 "title": {"type": "text", "required": True},
                 "slug": {"type": "text", "unique": True},
-                "author": {"type": "relation", "collection": "users", "on_delete": "cascade"},
-                "readers": {"type": "relation", "collection": "users", "multiple": True},
+                "author": {"type": "relation", "collection": "members", "on_delete": "cascade"},
+                "readers": {"type": "relation", "collection": "members", "multiple": True},
             }
         },
     }
@@ -70,7 +70,7 @@ BLOG = {
 RENAMED = {
     "collections": {
         "people": {
-            "renamed_from": "users",
+            "renamed_from": "members",
             "fields": {"full_name": {"type": "text", "required": True, "renamed_from": "name"}},
         },
         "articles": {
@@ -88,7 +88,7 @@ RENAMED = {
 
 async def test_apply_rename_apply_keeps_data_and_constraints(admin: Any) -> None:
     await apply_schema(admin, BLOG)
-    ann = (await admin.post(RECORDS.format("users"), json={"name": "Ann"})).json()
+    ann = (await admin.post(RECORDS.format("members"), json={"name": "Ann"})).json()
     post = await admin.post(
         RECORDS.format("posts"),
         json={"title": "Hi", "slug": "hi", "author": ann["id"], "readers": [ann["id"]]},
@@ -144,13 +144,13 @@ async def test_a_failing_step_leaves_the_schema_exactly_as_before(admin: Any, ct
     assert "unique index on posts.slug" in error["message"]
     assert await _catalog(ctx) == before
     assert (await admin.get("/api/admin/schema/history")).json()["items"] == history
-    assert ctx.schema.version == 1
+    assert ctx.schema.version == 2  # 1 added the built-in users collection
     assert (await admin.get(RECORDS.format("tags"))).status_code == 404
 
 
 async def test_destructive_steps_need_confirmation(admin: Any) -> None:
     await apply_schema(admin, BLOG)
-    smaller = {"collections": {"users": BLOG["collections"]["users"]}}
+    smaller = {"collections": {"members": BLOG["collections"]["members"]}}
 
     refused = await _apply(admin, smaller)
     assert refused.status_code == 409

@@ -123,7 +123,7 @@ VALID: dict[str, Any] = {
                         "nullable": False,
                         "default": "anonymous",
                     },
-                    "email": {"type": "email", "unique": True, "max": 254, "pattern": ".+@.+"},
+                    "contact": {"type": "email", "unique": True, "max": 254, "pattern": ".+@.+"},
                     "site": {"type": "url", "default": "https://example.com"},
                     "age": {"type": "integer", "min": 0, "max": 150, "default": 18},
                     "score": {"type": "number", "min": -1.5, "max": 1e6, "default": 0.5},

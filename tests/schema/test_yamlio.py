@@ -87,7 +87,8 @@ def test_dates_parse_as_date_defaults() -> None:
         "      at: {type: datetime, default: 2026-01-31T12:00:00Z}\n"
     )
     schema = parse_document(doc)
-    (events,) = schema.collections
+    events = schema.collection("events")
+    assert events is not None
     assert [f.default.value for f in events.fields if f.default] == [
         "2026-01-31",
         "2026-01-31T12:00:00+00:00",

@@ -1,0 +1,85 @@
+"""Single-use, expiring tokens: email verification, password reset, email change, sign-in
+challenges and first-run setup.
+
+A token is 256 random bits sent to its owner (a link, or the answer to sign-in); only its SHA-256
+is stored. Issuing a token replaces the subject's earlier unused ones of that kind (the newest
+link is the one that works). Redeeming is one `UPDATE ... WHERE used IS NULL RETURNING`: of any
+number of concurrent redemptions, exactly one gets the row.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from baas.auth.crypto import new_token, token_hash
+from baas.db.pool import Executor
+from baas.errors import ApiError
+
+MAX_TOKEN_LENGTH = 200
+
+
+class InvalidLinkToken(ApiError):
+    status, code = 400, "invalid_token"
+
+
+async def issue(
+    ex: Executor,
+    kind: str,
+    subject: str | None,
+    ttl_s: int,
+    *,
+    email: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> str:
+    token = new_token()
+    await ex.execute(
+        "WITH old AS (UPDATE baas.auth_tokens SET used = now() "
+        "WHERE subject = $3 AND kind = $2 AND used IS NULL AND $3 IS NOT NULL) "
+        "INSERT INTO baas.auth_tokens (hash, kind, subject, email, data, expires) "
+        "VALUES ($1, $2, $3, $4, $5, now() + $6)",
+        token_hash(token),
+        kind,
+        subject,
+        email,
+        data,
+        timedelta(seconds=ttl_s),
+    )
+    return token
+
+
+async def redeem(ex: Executor, kind: str, token: Any) -> Any:
+    """The token's row (subject, email, data), consumed; InvalidLinkToken if it is unknown,
+    expired or already used."""
+    if not isinstance(token, str) or not 20 <= len(token) <= MAX_TOKEN_LENGTH:
+        raise InvalidLinkToken("the token is missing or malformed")
+    row = await ex.fetchrow(
+        "UPDATE baas.auth_tokens SET used = now() "
+        "WHERE hash = $1 AND kind = $2 AND used IS NULL AND expires > now() "
+        "RETURNING subject, email, data",
+        token_hash(token),
+        kind,
+    )
+    if row is None:
+        raise InvalidLinkToken(
+            "this link is invalid, expired or already used: ask for a new one"
+        )
+    return row
+
+
+async def attempt(ex: Executor, kind: str, token: Any, max_attempts: int) -> Any:
+    """Count an attempt at answering a challenge without consuming it; its row, or
+    InvalidLinkToken once it is unknown, expired, used or out of attempts."""
+    if not isinstance(token, str) or not 20 <= len(token) <= MAX_TOKEN_LENGTH:
+        raise InvalidLinkToken("the challenge token is missing or malformed")
+    row = await ex.fetchrow(
+        "UPDATE baas.auth_tokens SET attempts = attempts + 1 "
+        "WHERE hash = $1 AND kind = $2 AND used IS NULL AND expires > now() "
+        "AND attempts < $3 RETURNING subject, email, data, attempts",
+        token_hash(token),
+        kind,
+        max_attempts,
+    )
+    if row is None:
+        raise InvalidLinkToken("the challenge is invalid, expired or used up: sign in again")
+    return row

@@ -1,0 +1,258 @@
+"""Access tokens: short-lived JWTs signed with the install's Ed25519 keys, published as a JWKS.
+
+Keys live in `baas.signing_keys` (private halves sealed with the secret key). Each process holds
+them in a `Signer`; signing uses the newest active key, verification any key still published.
+A rotation publishes the new key ahead of its first use (`PUBLISH_AHEAD`), so every instance
+(reloading on NOTIFY `baas_signing_keys`) and every JWKS cache knows it before a token names it.
+
+Verification pins EdDSA, requires exp/iat/sub/sid/aud/iss/typ/role, checks aud and iss, and
+accepts only `typ: access`: refresh tokens are opaque and other one-time tokens are never JWTs,
+so nothing else can pass for an access token. `jku`/`x5u` headers are never followed.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import jwt
+import orjson
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from baas.auth.crypto import SecretBox
+from baas.db.pool import Database, Executor
+
+ALGORITHM = "EdDSA"
+AUDIENCE = "baas"
+TOKEN_TYPE = "access"
+CHANNEL = "baas_signing_keys"
+PUBLISH_AHEAD = timedelta(seconds=30)
+MAX_ACCESS_TTL = 86_400  # retired keys stay published this long, whatever the configured TTL
+REQUIRED_CLAIMS = ["exp", "iat", "sub", "sid", "aud", "iss", "typ", "role"]
+LEEWAY_S = 30  # clock skew tolerated between instances
+MAX_REMEMBERED = 10_000
+_SEAL_PURPOSE = "signing key"
+_LOCK_KEY = 0x6261_6173_0002
+
+
+class InvalidToken(Exception):
+    """The token is not a valid access token of this install (the message says why)."""
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    kid: str
+    public: Ed25519PublicKey
+    private: Ed25519PrivateKey | None
+    jwk: dict[str, Any]
+    active_from: float
+    retired: float | None
+
+
+class Signer:
+    """This process's signing keys: signs and verifies access tokens, serves the JWKS."""
+
+    def __init__(self, issuer: str) -> None:
+        self.issuer = issuer
+        self._keys: dict[str, SigningKey] = {}
+        self._jwks = b'{"keys":[]}'
+        self._verified: dict[str, dict[str, Any]] = {}
+
+    @property
+    def jwks(self) -> bytes:
+        return self._jwks
+
+    def _current(self) -> SigningKey:
+        now = time.time()
+        usable = [
+            k
+            for k in self._keys.values()
+            if k.private is not None and k.active_from <= now and k.retired is None
+        ]
+        if not usable:  # a rotation in progress and its new key not active yet: the newest
+            usable = [k for k in self._keys.values() if k.private is not None]
+        if not usable:
+            raise RuntimeError("no signing key loaded")
+        return max(usable, key=lambda k: k.active_from)
+
+    def sign(self, claims: Mapping[str, Any], ttl_s: int) -> tuple[str, int]:
+        """A signed access token with `claims` plus iss/aud/iat/exp/typ; (token, exp)."""
+        key = self._current()
+        now = int(time.time())
+        exp = now + ttl_s
+        payload = {
+            **claims,
+            "iss": self.issuer,
+            "aud": AUDIENCE,
+            "iat": now,
+            "exp": exp,
+            "typ": TOKEN_TYPE,
+        }
+        headers = {"kid": key.kid, "typ": "at+jwt"}
+        assert key.private is not None
+        return jwt.encode(payload, key.private, algorithm=ALGORITHM, headers=headers), exp
+
+    def verify(self, token: str) -> dict[str, Any]:
+        """The claims of a valid access token; InvalidToken otherwise. Verified tokens are
+        remembered (bounded) until they expire: an app sending one token with many requests
+        pays for the signature check once."""
+        remembered = self._verified.get(token)
+        if remembered is not None:
+            if remembered["exp"] + LEEWAY_S > time.time():
+                return remembered
+            del self._verified[token]
+        claims = self._verify(token)
+        if len(self._verified) >= MAX_REMEMBERED:
+            self._verified.clear()
+        self._verified[token] = claims
+        return claims
+
+    def _verify(self, token: str) -> dict[str, Any]:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise InvalidToken("not a JWT") from None
+        if header.get("alg") != ALGORITHM:
+            raise InvalidToken("unexpected signing algorithm")
+        kid = header.get("kid")
+        key = self._keys.get(kid) if isinstance(kid, str) else None
+        if key is None:
+            raise InvalidToken("signed with an unknown key")
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key.public,
+                algorithms=[ALGORITHM],
+                audience=AUDIENCE,
+                issuer=self.issuer,
+                leeway=LEEWAY_S,
+                options={"require": REQUIRED_CLAIMS, "verify_signature": True},
+            )
+        except jwt.ExpiredSignatureError:
+            raise InvalidToken("expired") from None
+        except jwt.PyJWTError as exc:
+            raise InvalidToken(_reason(exc)) from None
+        if claims.get("typ") != TOKEN_TYPE:
+            raise InvalidToken("not an access token")
+        if not all(isinstance(claims.get(k), str) for k in ("sub", "sid", "role")):
+            raise InvalidToken("malformed claims")
+        return claims
+
+    async def reload(self, db: Database, box: SecretBox) -> None:
+        rows = await db.fetch(
+            "SELECT kid, private_key, public_jwk, extract(epoch FROM active_from) AS active_from, "
+            "extract(epoch FROM retired) AS retired FROM baas.signing_keys "
+            "WHERE retired IS NULL OR retired > now() - make_interval(secs => $1) "
+            "ORDER BY active_from",
+            MAX_ACCESS_TTL,
+        )
+        keys = {}
+        for r in rows:
+            jwk = _json(r["public_jwk"])
+            private = serialization.load_der_private_key(
+                box.open(bytes(r["private_key"]), _SEAL_PURPOSE), password=None
+            )
+            assert isinstance(private, Ed25519PrivateKey)
+            keys[r["kid"]] = SigningKey(
+                kid=r["kid"],
+                public=private.public_key(),
+                private=private,
+                jwk=jwk,
+                active_from=float(r["active_from"]),
+                retired=float(r["retired"]) if r["retired"] is not None else None,
+            )
+        self._keys = keys
+        self._verified = {}
+        self._jwks = orjson.dumps({"keys": [k.jwk for k in keys.values()]})
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, jwt.InvalidAudienceError):
+        return "wrong audience"
+    if isinstance(exc, jwt.InvalidIssuerError):
+        return "wrong issuer"
+    if isinstance(exc, jwt.MissingRequiredClaimError):
+        return f"missing the {exc.claim} claim"
+    if isinstance(exc, jwt.InvalidSignatureError):
+        return "bad signature"
+    if isinstance(exc, jwt.ImmatureSignatureError):
+        return "issued in the future"
+    return "malformed"
+
+
+def _json(value: Any) -> dict[str, Any]:
+    parsed = orjson.loads(value) if isinstance(value, str | bytes) else value
+    assert isinstance(parsed, dict)
+    return parsed
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def public_jwk(public: Ed25519PublicKey) -> dict[str, Any]:
+    """The JWK of a public key, with its RFC 7638 thumbprint as `kid`."""
+    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    x = _b64(raw)
+    thumbprint = _b64(hashlib.sha256(f'{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}'.encode()).digest())
+    return {"kty": "OKP", "crv": "Ed25519", "x": x, "kid": thumbprint, "alg": ALGORITHM, "use": "sig"}
+
+
+async def _insert_key(db: Executor, box: SecretBox, active_in: timedelta) -> str:
+    private = Ed25519PrivateKey.generate()
+    jwk = public_jwk(private.public_key())
+    der = private.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    await db.execute(
+        "INSERT INTO baas.signing_keys (kid, algorithm, private_key, public_jwk, active_from) "
+        "VALUES ($1, $2, $3, $4, now() + $5)",
+        jwk["kid"],
+        ALGORITHM,
+        box.seal(der, _SEAL_PURPOSE),
+        jwk,
+        active_in,
+    )
+    return str(jwk["kid"])
+
+
+async def ensure_signing_key(db: Database, box: SecretBox) -> None:
+    """Create the install's first signing key (once, whichever instance starts first)."""
+    async with db.transaction() as tx:
+        await tx.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
+        present = await tx.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM baas.signing_keys WHERE retired IS NULL)"
+        )
+        if not present:
+            await _insert_key(tx, box, timedelta(0))
+
+
+async def rotate_signing_key(db: Database, box: SecretBox) -> dict[str, Any]:
+    """Publish a new key, active after PUBLISH_AHEAD; the old ones sign until then and verify
+    until their last tokens expire."""
+    async with db.transaction() as tx:
+        await tx.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
+        kid = await _insert_key(tx, box, PUBLISH_AHEAD)
+        await tx.execute(
+            "UPDATE baas.signing_keys SET retired = now() + $2 WHERE kid <> $1 AND retired IS NULL",
+            kid,
+            PUBLISH_AHEAD,
+        )
+        await tx.execute("SELECT pg_notify($1, $2)", CHANNEL, kid)
+    return {"kid": kid, "active_in_s": int(PUBLISH_AHEAD.total_seconds())}
+
+
+async def list_signing_keys(db: Database) -> list[dict[str, Any]]:
+    rows = await db.fetch(
+        "SELECT kid, algorithm, created, active_from, retired FROM baas.signing_keys "
+        "ORDER BY active_from"
+    )
+    return [dict(r) for r in rows]

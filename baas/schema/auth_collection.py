@@ -1,0 +1,69 @@
+"""The built-in `users` collection: the auth fields every app gets, plus whatever it adds.
+
+Every schema has `users`. Its system fields (email, password_hash, verified, disabled, anonymous,
+last_sign_in) are written by the auth API only: the records API never accepts them and never
+returns the hidden ones, and no rule or filter may read `password_hash`. `name` and `avatar` are
+ordinary fields a schema file may redefine. A schema file may add fields, indexes and rules; with
+no `rules` key, users list, view and update only their own record and anyone may sign up (the
+create rule governs sign-up: null closes it, an expression may test `body.email`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from baas.schema.models import Collection, Default, Field, Rules
+
+AUTH_COLLECTION = "users"
+MAX_EMAIL_LENGTH = 254
+SECRET_FIELDS = frozenset({"password_hash"})  # never readable, not even by rules
+
+SYSTEM_FIELDS: tuple[Field, ...] = (
+    Field(name="email", type="email", unique=True, hidden=True, system=True, max=MAX_EMAIL_LENGTH),
+    Field(name="password_hash", type="text", hidden=True, system=True),
+    Field(name="verified", type="bool", nullable=False, default=Default(False), system=True),
+    Field(name="disabled", type="bool", nullable=False, default=Default(False), system=True),
+    Field(name="anonymous", type="bool", nullable=False, default=Default(False), system=True),
+    Field(name="last_sign_in", type="datetime", hidden=True, system=True),
+)
+DEFAULT_FIELDS: tuple[Field, ...] = (
+    Field(name="name", type="text", max=200),
+    Field(name="avatar", type="file", mime_types=("image/*",), max_size=5_000_000),
+)
+SYSTEM_NAMES = frozenset(f.name for f in SYSTEM_FIELDS)
+DEFAULT_RULES = Rules(list="id = auth.id", view="id = auth.id", create="", update="id = auth.id")
+
+
+def default_users() -> Collection:
+    return Collection(
+        name=AUTH_COLLECTION, fields=(*SYSTEM_FIELDS, *DEFAULT_FIELDS), rules=DEFAULT_RULES
+    )
+
+
+def with_built_ins(users: Collection, rules: Rules | None) -> Collection:
+    """A declared `users` collection: the system fields, `name`/`avatar` unless redefined, then
+    the app's own fields; default rules when none were declared."""
+    declared = {f.name for f in users.fields}
+    defaults = tuple(f for f in DEFAULT_FIELDS if f.name not in declared)
+    return replace(
+        users,
+        fields=(*SYSTEM_FIELDS, *defaults, *users.fields),
+        rules=DEFAULT_RULES if rules is None else rules,
+    )
+
+
+def as_stored_system_field(f: Field) -> Field:
+    """A system field read back from the stored schema (which keeps its id)."""
+    for built_in in SYSTEM_FIELDS:
+        if built_in.name == f.name:
+            return replace(built_in, id=f.id)
+    return f
+
+
+def declared_fields(users: Collection) -> tuple[Field, ...]:
+    """The fields a schema file lists for `users`: not the system ones, nor unchanged defaults."""
+    return tuple(f for f in users.fields if not f.system and not _is_default(f))
+
+
+def _is_default(f: Field) -> bool:
+    return any(replace(d, id=f.id) == f for d in DEFAULT_FIELDS)
