@@ -27,7 +27,7 @@ from baas.auth import api as auth_api
 from baas.auth import keys, passwords, sessions, superusers, tokens
 from baas.auth import pages as auth_pages
 from baas.auth.bearer import authenticate
-from baas.auth.crypto import SecretBox, check_install, load_secret_key
+from baas.auth.crypto import SecretBox, SecretKeyError, check_install, load_secret_key
 from baas.auth.housekeeping import Housekeeper
 from baas.auth.mail import Mailer, Templates
 from baas.auth.oidc import OidcVerifier
@@ -35,7 +35,7 @@ from baas.config import Settings
 from baas.context import AppContext
 from baas.db.durability import check_durability
 from baas.db.listener import Listener
-from baas.db.migrate import migrate
+from baas.db.migrate import Migration, migrate
 from baas.db.pool import Database, PoolOptions
 from baas.errors import ApiError, MethodNotAllowed, NotFound, internal_error_body
 from baas.http import health
@@ -87,63 +87,87 @@ async def _open_database(settings: Settings) -> Database:
     raise AssertionError("unreachable")
 
 
-async def prepare(db: Database) -> list[str]:
-    """Bring a database up to this version: system migrations, then the built-in users collection."""
+async def prepare(db: Database) -> list[Migration]:
+    """Bring a database up to this version: system migrations, then the built-in users."""
     async with db.connection() as conn:
         applied = await migrate(conn)
     await schema_service.ensure_auth_collection(db)
     return applied
 
 
+async def open_context(settings: Settings, db: Database) -> AppContext:
+    """The context over a prepared database: the install's secrets checked, keys, schema and
+    runtime settings loaded. Servers and CLI commands alike; nothing is started."""
+    box = SecretBox(load_secret_key(settings.secret_key, settings.data_dir))
+    await check_install(db, box)
+    await tokens.ensure_signing_key(db, box)
+    ring = keys.KeyRing(settings.service_key)
+    await ring.reload(db)
+    signer = tokens.Signer(settings.base_url)
+    await signer.reload(db, box)
+    runtime = RuntimeSettings()
+    await runtime.reload(db, box)
+    ctx = AppContext(
+        settings=settings,
+        db=db,
+        schema=SchemaCache(await schema_service.load(db)),
+        keys=ring,
+        box=box,
+        signer=signer,
+        runtime=runtime,
+        mailer=Mailer(db, box, runtime, Templates(settings.data_dir / "templates" / "mail")),
+        oidc=OidcVerifier(),
+    )
+    await ctx.revoked.reload(db)
+    return ctx
+
+
+async def check_secret_key(settings: Settings) -> str | None:
+    """Why the server cannot start with this secret key (a placeholder, or not the key this
+    database was set up with), or None. Also prepares the database, so workers start faster."""
+    try:
+        box = SecretBox(load_secret_key(settings.secret_key, settings.data_dir))
+    except SecretKeyError as exc:
+        return str(exc)
+    db = await _open_database(settings)
+    try:
+        await prepare(db)
+        await check_install(db, box)
+    except SecretKeyError as exc:
+        return str(exc)
+    finally:
+        await db.close()
+    return None
+
+
 async def start(settings: Settings) -> tuple[AppContext, Listener]:
     """Everything a process needs before it serves its first request."""
     if not settings.database_url:
         raise RuntimeError("no database URL: start the server with `baas serve`")
-    box = SecretBox(load_secret_key(settings.secret_key, settings.data_dir))
     db = await _open_database(settings)
-    mailer: Mailer | None = None
+    ctx: AppContext | None = None
     try:
         await check_durability(db)
         applied = await prepare(db)
         if applied:
             log.info("applied %d system migration(s)", len(applied))
-        await check_install(db, box)
-        await tokens.ensure_signing_key(db, box)
-        cache = SchemaCache(await schema_service.load(db))
-        ring = keys.KeyRing(settings.service_key)
-        await ring.reload(db)
-        signer = tokens.Signer(settings.base_url)
-        await signer.reload(db, box)
-        runtime = RuntimeSettings()
-        await runtime.reload(db, box)
-        mailer = Mailer(db, box, runtime, Templates(settings.data_dir / "templates" / "mail"))
-        ctx = AppContext(
-            settings=settings,
-            db=db,
-            schema=cache,
-            keys=ring,
-            box=box,
-            signer=signer,
-            runtime=runtime,
-            mailer=mailer,
-            oidc=OidcVerifier(),
-        )
-        await ctx.revoked.reload(db)
+        ctx = await open_context(settings, db)
         listener = _listener(ctx)
         await listener.start()
-        await mailer.start()
+        await ctx.mailer.start()
         setup = await superusers.prepare_setup(db, settings.data_dir)
     except BaseException:
-        if mailer is not None:
-            await mailer.stop()
+        if ctx is not None:
+            await ctx.mailer.stop()
         await db.close()
         raise
+    cache = ctx.schema
     if setup is not None:
         log.warning(
-            "no superuser yet: open %s/_/ and enter the setup token from %s "
-            "(or run `baas superuser create`)",
-            settings.base_url,
+            "no superuser yet: run `baas superuser create EMAIL`, or POST the setup token from "
+            "%s to %s/api/admin/setup",
             setup,
+            settings.base_url,
         )
     log.info(
         "schema version %d, %d collection(s); pid %d",

@@ -88,8 +88,19 @@ SETTINGS: tuple[Setting, ...] = (
 _BY_NAME = {s.name: s for s in SETTINGS}
 MIN_SECRET_KEY_LENGTH = 32
 # Values people paste from examples; a random key starts with one of these about once in 10^9.
-_PLACEHOLDERS = ("changeme", "change-me", "change_me", "placeholder", "example", "your-", "your_",
-                 "yoursecret", "secret", "replace", "insert")
+_PLACEHOLDERS = (
+    "changeme",
+    "change-me",
+    "change_me",
+    "placeholder",
+    "example",
+    "your-",
+    "your_",
+    "yoursecret",
+    "secret",
+    "replace",
+    "insert",
+)
 
 
 def key_problem(key: str) -> str | None:

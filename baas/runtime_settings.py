@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from email.utils import getaddresses, parseaddr
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -64,9 +65,23 @@ def _choice(*options: str) -> Callable[[Any], str]:
 
 def _url_or_empty(value: Any) -> str:
     text = _text(2000)(value)
-    if text and urlsplit(text).scheme == "":
-        raise SettingValueError("must be a URL such as https://app.example.com/auth or myapp://auth")
+    parts = urlsplit(text)
+    # Links are built as <base>/<page>?token=...: a query, fragment or space would break them.
+    bad = not (parts.scheme and parts.netloc) or parts.query or parts.fragment
+    if text and (bad or not text.isprintable() or " " in text):
+        raise SettingValueError(
+            "must be a URL without query or fragment, such as https://app.example.com/auth "
+            "or myapp://auth"
+        )
     return text.rstrip("/")
+
+
+def _mailbox(value: Any) -> str:
+    """One sender address, maybe with a name: it becomes the From header of every mail."""
+    text = _text(320)(value)
+    if not text.isprintable() or len(getaddresses([text])) != 1 or "@" not in parseaddr(text)[1]:
+        raise SettingValueError("must be one address such as Acme <noreply@example.com>")
+    return text
 
 
 _RATE = re.compile(r"(\d{1,6})/(\d{1,6})([smhd])")
@@ -86,7 +101,7 @@ class Rate:
 
 
 def parse_rate(value: Any) -> Rate:
-    if value in ("off", "", 0, None):
+    if value is None or value == "off" or value == "":
         return Rate(0, 1)
     match = _RATE.fullmatch(value) if isinstance(value, str) else None
     if match is None or int(match[1]) == 0 or int(match[2]) == 0:
@@ -176,9 +191,7 @@ RUNTIME: tuple[RuntimeSetting, ...] = (
     RuntimeSetting("smtp.username", _text(255), "", "SMTP user name."),
     RuntimeSetting("smtp.password", _text(1000), "", "SMTP password.", secret=True),
     RuntimeSetting("smtp.timeout_s", _int(1, 120), 15, "SMTP connect/send timeout (seconds)."),
-    RuntimeSetting(
-        "mail.from", _text(320), "noreply@localhost", "Sender address of auth emails."
-    ),
+    RuntimeSetting("mail.from", _mailbox, "noreply@localhost", "Sender address of auth emails."),
 )
 BY_NAME = {s.name: s for s in RUNTIME}
 

@@ -1,4 +1,4 @@
-"""The `baas` command: serve, init, schema, keys."""
+"""The `baas` command: serve, init, schema, keys, and the auth operations."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import typer
 
 from baas.schema.jsonschema import schema_file_jsonschema
 from baas.schema.yamlio import HEADER
-from cli import keys, schema, serve
+from cli import auth, keys, schema, serve
 
 app = typer.Typer(
     help="baas: a self-hostable backend on PostgreSQL.",
@@ -21,6 +21,11 @@ app = typer.Typer(
 app.command(help=serve.serve.__doc__)(serve.serve)
 app.add_typer(schema.app, name="schema")
 app.add_typer(keys.app, name="keys")
+app.add_typer(auth.superuser_app, name="superuser")
+app.add_typer(auth.users_app, name="users")
+app.add_typer(auth.mail_app, name="mail")
+app.add_typer(auth.settings_app, name="settings")
+app.add_typer(auth.signing_app, name="signing-keys")
 
 STARTER = (
     HEADER

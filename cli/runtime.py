@@ -10,8 +10,10 @@ from typing import Any, NoReturn, TypeVar
 
 import typer
 
-from baas.app import pool_options, prepare
+from baas.app import open_context, pool_options, prepare
+from baas.auth.crypto import SecretKeyError
 from baas.config import Settings, SettingsError
+from baas.context import AppContext
 from baas.db.embedded import EmbeddedError, EmbeddedPostgres
 from baas.db.pool import Database
 from baas.errors import ApiError
@@ -83,8 +85,27 @@ def run_with_db(settings: Settings, action: Callable[[Database], Awaitable[T]]) 
             fail(exc)
 
 
+def run_with_context(settings: Settings, action: Callable[[AppContext], Awaitable[T]]) -> T:
+    """Run `action(ctx)` with the server's context (secrets, schema, runtime settings)."""
+
+    async def with_context(db: Database) -> T:
+        try:
+            ctx = await open_context(settings, db)
+        except SecretKeyError as exc:
+            typer.secho(f"error: {exc}", fg="red", err=True)
+            raise typer.Exit(1) from None
+        try:
+            return await action(ctx)
+        finally:
+            await ctx.oidc.close()
+
+    return run_with_db(settings, with_context)
+
+
 def fail(exc: ApiError) -> NoReturn:
     typer.secho(f"error: {exc.message}", fg="red", err=True)
+    for name, problem in exc.fields.items():
+        typer.secho(f"  - {name}: {problem['message']}", fg="red", err=True)
     for problem in exc.details.get("problems", []):
         typer.secho(f"  - {problem}", fg="red", err=True)
     for step in exc.details.get("steps", []):

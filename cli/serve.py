@@ -5,6 +5,7 @@ Its options are generated from the settings table, so `--help` lists every setti
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import os
@@ -15,7 +16,7 @@ from typing import Any, Optional
 import typer
 import uvicorn
 
-from baas.app import create_app
+from baas.app import check_secret_key, create_app
 from baas.config import SETTINGS, Setting, Settings
 from cli.runtime import embedded_if_needed, load_settings
 
@@ -39,6 +40,10 @@ def run(settings: Settings) -> None:
     # embedded PostgreSQL's stop instead of killing the process on the spot.
     signal.signal(signal.SIGTERM, _exit_on_term)
     with embedded_if_needed(settings) as resolved:
+        problem = asyncio.run(check_secret_key(resolved))
+        if problem:  # before uvicorn, which would bury it in a traceback
+            typer.secho(f"error: {problem}", fg="red", err=True)
+            raise typer.Exit(1)
         log.info(
             "baas listening on http://%s:%d (public URL %s)",
             resolved.host,

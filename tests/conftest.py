@@ -25,7 +25,7 @@ from baas.auth.identity import Identity
 from baas.config import Settings
 from baas.context import AppContext
 from baas.db.embedded import EmbeddedPostgres
-from baas.db.pool import Database, PoolOptions, connect
+from baas.db.pool import Database, PoolOptions
 
 SERVICE_KEY = "baas_sk_test_0123456789abcdefghijklmnopqrstuvwxyz"
 SECRET_KEY = "k3Y-f0r-T3sts-only-9f8e7d6c5b4a3210-XyZ"  # every test server of a run shares it
@@ -78,7 +78,9 @@ def template_db(pg_server_url: str) -> Iterator[str]:
     asyncio.run(_admin(admin_url, f"DROP DATABASE IF EXISTS {name}", f"CREATE DATABASE {name}"))
 
     async def migrate_template() -> None:
-        db = await Database.open(with_database(pg_server_url, name), PoolOptions(min_size=1, max_size=2))
+        db = await Database.open(
+            with_database(pg_server_url, name), PoolOptions(min_size=1, max_size=2)
+        )
         try:
             await prepare(db)
         finally:

@@ -34,14 +34,14 @@ def require_admin(request: Request) -> Identity:
 async def list_collections(request: Request) -> Response:
     require_admin(request)
     schema = context(request).schema.schema
-    return json_response({"version": schema.version, **to_document(schema)})
+    return json_response({"version": schema.version, **to_document(schema, always_users=True)})
 
 
 async def get_collection(request: Request) -> Response:
     require_admin(request)
     name = request.path_params["name"]
     schema = context(request).schema.schema
-    document = to_document(schema)["collections"]
+    document = to_document(schema, always_users=True)["collections"]
     if name not in document:
         raise NotFound(f"no collection named {name!r}", code="collection_not_found")
     return json_response({"name": name, **_as_mapping(document[name])})

@@ -39,7 +39,9 @@ async def get_user(request: Request) -> Response:
 async def update_user(request: Request) -> Response:
     require_admin(request)
     body = await read_json(request)
-    return json_response(await users.admin_update(context(request), request.path_params["id"], body))
+    return json_response(
+        await users.admin_update(context(request), request.path_params["id"], body)
+    )
 
 
 async def delete_user(request: Request) -> Response:
@@ -105,10 +107,11 @@ async def create_superuser(request: Request) -> Response:
     ctx = context(request)
     body = await read_json(request)
     if not isinstance(body, dict):
-        raise InvalidParameter("send {\"email\": ..., \"password\": ...}", code="invalid_body")
+        raise InvalidParameter('send {"email": ..., "password": ...}', code="invalid_body")
     row = await superusers.create(
         ctx.db, body.get("email"), body.get("password"), ctx.runtime["auth.password_min_length"]
     )
+    await superusers.prepare_setup(ctx.db, ctx.settings.data_dir)  # setup is over: drop its token
     return json_response(row, status=201)
 
 

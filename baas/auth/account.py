@@ -9,7 +9,6 @@ from typing import Any
 
 from baas.auth import mfa, onetime, passwords, ratelimit, sessions
 from baas.auth.flows import (
-    InvalidCredentials,
     account_limit,
     ip_limit,
     links_mail,
@@ -19,7 +18,7 @@ from baas.auth.sessions import Client
 from baas.auth.users import by_email, by_id, check_password, email_taken, normal_email, users_table
 from baas.context import AppContext
 from baas.db.errors import UniqueViolation
-from baas.errors import Forbidden, InvalidParameter, Unauthorized
+from baas.errors import Conflict, Forbidden, InvalidParameter, Unauthorized
 
 
 def _object(body: Any) -> dict[str, Any]:
@@ -63,8 +62,7 @@ async def confirm_verification(ctx: AppContext, body: Any) -> dict[str, Any]:
     async with ctx.db.transaction() as tx:
         row = await onetime.redeem(tx, "verify", _object(body).get("token"))
         done = await tx.fetchval(
-            f"UPDATE {users_table()} SET verified = true WHERE id = $1 AND email = $2 "
-            "RETURNING id",
+            f"UPDATE {users_table()} SET verified = true WHERE id = $1 AND email = $2 RETURNING id",
             row["subject"],
             row["email"],
         )
@@ -130,7 +128,7 @@ async def request_email_change(
     user = await by_id(ctx.db, user_id)
     if user is None:
         raise Unauthorized("this account no longer exists")
-    await _require_password(user, body.get("password"))
+    await _require_password(ctx, user, body.get("password"))
     if new_email == user["email"]:
         raise InvalidParameter("that is already the account's address", code="same_email")
     try:
@@ -142,14 +140,25 @@ async def request_email_change(
     ctx.mailer.wake()
 
 
-async def _require_password(user: Any, password: Any) -> None:
+class WrongPassword(Forbidden):
+    """The current password, re-entered, is wrong: 403, not 401, so that clients do not take it
+    for an expired access token."""
+
+    code = "wrong_password"
+
+
+async def _require_password(ctx: AppContext, user: Any, password: Any) -> None:
+    """A signed-in user re-enters their password; the guesses count like sign-ins (a stolen
+    access token must not buy unlimited tries)."""
     if user["password_hash"] is None:
         return  # signed up through a provider or anonymously: nothing to re-enter
     if not isinstance(password, str) or len(password) > passwords.MAX_PASSWORD_LENGTH:
-        raise InvalidCredentials("send the account's current password as `password`")
+        raise WrongPassword("send the account's current password")
+    limit = (f"rate.sign_in_account:user:{user['id']}", ctx.runtime["rate.sign_in_account"])
+    await ratelimit.hit(ctx.db, [limit], "password")
     ok, _ = await passwords.verify_password(user["password_hash"], password)
     if not ok:
-        raise InvalidCredentials("the current password is wrong")
+        raise WrongPassword("the current password is wrong")
 
 
 async def confirm_email_change(ctx: AppContext, body: Any) -> dict[str, Any]:
@@ -189,7 +198,7 @@ async def change_password(ctx: AppContext, identity: Identity, body: Any) -> Non
     user = await by_id(ctx.db, user_id)
     if user is None:
         raise Unauthorized("this account no longer exists")
-    await _require_password(user, body.get("current_password"))
+    await _require_password(ctx, user, body.get("current_password"))
     password = check_password(ctx, body.get("password"), user["email"])
     password_hash = await passwords.hash_password(password)
     async with ctx.db.transaction() as tx:
@@ -256,7 +265,6 @@ async def new_recovery_codes(ctx: AppContext, identity: Identity, body: Any) -> 
     await _second_factor(ctx, subject, _object(body))
     async with ctx.db.transaction() as tx:
         if not await mfa.enabled(tx, subject):
-            raise Forbidden("no second factor is enabled", code="mfa_not_enabled")
+            raise Conflict("no second factor is enabled", code="mfa_not_enabled")
         codes = await mfa.new_recovery_codes(tx, subject)
     return {"recovery_codes": codes}
-

@@ -8,7 +8,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from baas.auth import account, flows, oauth, sessions, superusers
+from baas.auth import account, flows, oauth, sessions, superusers, tokens
 from baas.auth.users import me as me_view
 from baas.errors import NotFound
 from baas.http.request import client, context, identity, read_json
@@ -37,7 +37,9 @@ async def sign_up(request: Request) -> Response:
 
 
 async def sign_in(request: Request) -> Response:
-    return json_response(await flows.sign_in(context(request), await _body(request), client(request)))
+    return json_response(
+        await flows.sign_in(context(request), await _body(request), client(request))
+    )
 
 
 async def anonymous(request: Request) -> Response:
@@ -169,7 +171,7 @@ async def jwks(request: Request) -> Response:
     return Response(
         context(request).signer.jwks,
         media_type="application/jwk-set+json",
-        headers={"cache-control": "public, max-age=300"},
+        headers={"cache-control": f"public, max-age={tokens.JWKS_MAX_AGE_S}"},
     )
 
 

@@ -68,7 +68,6 @@ async def grant(
     role: str,
     amr: list[str],
     client: Client,
-    new_hash: str | None = None,
 ) -> dict[str, Any]:
     """Start a session: tokens, and the account as its owner sees it."""
     async with ctx.db.transaction() as tx:
@@ -77,12 +76,7 @@ async def grant(
         )
         await sessions.enforce_cap(tx, subject, MAX_SESSIONS)
         table = users_table() if role == "user" else "baas.superusers"
-        await tx.execute(
-            f"UPDATE {table} SET last_sign_in = now(), "
-            "password_hash = coalesce($2, password_hash) WHERE id = $1",
-            subject,
-            new_hash,
-        )
+        await tx.execute(f"UPDATE {table} SET last_sign_in = now() WHERE id = $1", subject)
         account = await me(ctx, subject, tx) if role == "user" else await _superuser(tx, subject)
     body = tokens.body(ctx.runtime["auth.access_token_ttl"])
     body["user" if role == "user" else "superuser"] = account
@@ -102,7 +96,6 @@ async def complete_sign_in(
     role: str,
     amr: list[str],
     client: Client,
-    new_hash: str | None = None,
 ) -> dict[str, Any]:
     """A session, or a second-factor challenge when the account has one enabled."""
     if await mfa.enabled(ctx.db, subject):
@@ -111,7 +104,7 @@ async def complete_sign_in(
             "mfa",
             subject,
             ctx.runtime["auth.mfa_ttl"],
-            data={"role": role, "amr": amr, "new_hash": new_hash},
+            data={"role": role, "amr": amr},
         )
         return {
             "mfa_required": True,
@@ -119,7 +112,7 @@ async def complete_sign_in(
             "methods": ["totp", "recovery_code"],
             "expires_in": ctx.runtime["auth.mfa_ttl"],
         }
-    return await grant(ctx, subject, role, amr, client, new_hash)
+    return await grant(ctx, subject, role, amr, client)
 
 
 async def answer_challenge(ctx: AppContext, body: Any, client: Client) -> dict[str, Any]:
@@ -132,12 +125,14 @@ async def answer_challenge(ctx: AppContext, body: Any, client: Client) -> dict[s
     await ratelimit.hit(ctx.db, [(f"mfa:{subject}", ctx.runtime["rate.mfa"])], "second-factor")
     data = challenge["data"] or {}
     async with ctx.db.transaction() as tx:
-        method = await mfa.check(
-            tx, ctx.box, subject, body.get("code"), body.get("recovery_code")
-        )
+        if data.get("role", "user") == "user":
+            user = await by_id(tx, subject)
+            if user is None or user["disabled"]:  # disabled since the first factor was checked
+                raise Forbidden("this account is disabled", code="account_disabled")
+        method = await mfa.check(tx, ctx.box, subject, body.get("code"), body.get("recovery_code"))
         await onetime.redeem(tx, "mfa", body.get("mfa_token"))
     amr = [*data.get("amr", []), method]
-    return await grant(ctx, subject, data.get("role", "user"), amr, client, data.get("new_hash"))
+    return await grant(ctx, subject, data.get("role", "user"), amr, client)
 
 
 # -- sign-up, sign-in -----------------------------------------------------------------------------
@@ -166,8 +161,20 @@ async def sign_in(ctx: AppContext, body: Any, client: Client) -> dict[str, Any]:
             "confirm your email address first (POST /api/auth/verification sends a new link)",
             code="email_not_verified",
         )
-    new_hash = await passwords.hash_password(password) if rehash else None
-    return await complete_sign_in(ctx, user["id"], "user", ["pwd"], client, new_hash)
+    if rehash:
+        await upgrade_hash(ctx.db, users_table(), user["id"], user["password_hash"], password)
+    return await complete_sign_in(ctx, user["id"], "user", ["pwd"], client)
+
+
+async def upgrade_hash(ex: Executor, table: str, subject: str, old: str, password: str) -> None:
+    """Rehash a password verified under older argon2 parameters, as soon as it is verified (a
+    second factor may follow); only if the hash is still the one verified."""
+    await ex.execute(
+        f"UPDATE {table} SET password_hash = $3 WHERE id = $1 AND password_hash = $2",
+        subject,
+        old,
+        await passwords.hash_password(password),
+    )
 
 
 def _sign_up_open(ctx: AppContext) -> None:
@@ -294,7 +301,12 @@ async def sign_in_anonymously(ctx: AppContext, client: Client) -> dict[str, Any]
 
 async def refresh(ctx: AppContext, body: Any) -> dict[str, Any]:
     token = _object(body).get("refresh_token")
-    tokens = await sessions.refresh(ctx.db, ctx.signer, ctx.box, ctx.runtime, token)
+    try:
+        tokens = await sessions.refresh(ctx.db, ctx.signer, ctx.box, ctx.runtime, token)
+    except sessions.RefreshRefused as exc:
+        if exc.code == "refresh_token_reused":  # the session's access tokens stop here at once
+            await ctx.revoked.reload(ctx.db)
+        raise
     return tokens.body(ctx.runtime["auth.access_token_ttl"])
 
 

@@ -334,7 +334,7 @@ class Mailer:
 def backoff_s(attempts: int) -> float:
     """Seconds before the next try after `attempts` failed ones: 30 s doubling, jittered, <= 1 h."""
     base = BACKOFF_S * 2 ** min(attempts - 1, 16)
-    return min(MAX_BACKOFF_S, base * random.uniform(0.8, 1.2))
+    return float(min(MAX_BACKOFF_S, base * random.uniform(0.8, 1.2)))
 
 
 def _domain(address: str) -> str:

@@ -19,7 +19,7 @@ import pyotp
 
 from baas.auth.crypto import SecretBox, token_hash
 from baas.db.pool import Executor
-from baas.errors import ApiError, Conflict, NotFound
+from baas.errors import ApiError, Conflict
 
 RECOVERY_CODES = 10
 VALID_WINDOW = 1  # steps either side of now (30 s each): phone clocks drift
@@ -82,8 +82,8 @@ async def _secret(ex: Executor, box: SecretBox, subject: str, confirmed: bool) -
     )
     if sealed is None:
         if confirmed:
-            raise NotFound("no second factor is enabled", code="mfa_not_enabled")
-        raise NotFound("start enrolment first (POST /api/auth/mfa/totp)", code="mfa_not_enrolling")
+            raise Conflict("no second factor is enabled", code="mfa_not_enabled")
+        raise Conflict("start enrolment first (POST /api/auth/mfa/totp)", code="mfa_not_enrolling")
     return box.open(bytes(sealed), _SEAL_PURPOSE).decode()
 
 

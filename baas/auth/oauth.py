@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from baas.auth import ratelimit, sessions
+from baas.auth import mfa, ratelimit, sessions
 from baas.auth.flows import complete_sign_in, ip_limit
 from baas.auth.identity import ANONYMOUS, Identity
 from baas.auth.oidc import IdClaims
@@ -46,9 +46,15 @@ async def sign_in_with_id_token(
     await ratelimit.hit(ctx.db, [ip_limit(ctx, "rate.sign_in_ip", client)], "sign-in")
     claims = await ctx.oidc.verify(ctx.runtime["auth.oidc"], provider, body["id_token"], nonce)
     current = identity.id if identity.kind == "user" else None
-    async with ctx.db.transaction() as tx:
-        user_id = await _resolve(ctx, tx, claims, current)
-        user = await by_id(tx, user_id)
+    for retry in (False, True):
+        try:
+            async with ctx.db.transaction() as tx:
+                user_id = await _resolve(ctx, tx, claims, current)
+                user = await by_id(tx, user_id)
+            break
+        except ApiError as exc:  # a concurrent first sign-in (a double tap) created it: find it
+            if retry or exc.code != "unique_violation":
+                raise
     if user is None or user["disabled"]:
         raise Forbidden("this account is disabled", code="account_disabled")
     await ctx.revoked.reload(ctx.db, user_id)  # linking by email may have ended sessions
@@ -66,9 +72,7 @@ async def _resolve(ctx: AppContext, tx: Executor, claims: IdClaims, current: str
     )
     if linked is not None:
         if current is not None and current != linked:
-            raise Conflict(
-                "this provider account is linked to another user", code="identity_taken"
-            )
+            raise Conflict("this provider account is linked to another user", code="identity_taken")
         return str(linked)
     if current is not None:
         await _link_current(tx, claims, current)
@@ -120,6 +124,17 @@ async def _link_by_email(tx: Executor, claims: IdClaims, user: Any) -> None:
         f"UPDATE {users_table()} SET password_hash = NULL, verified = true WHERE id = $1",
         user["id"],
     )
+    # So does all they attached: other identities, a second factor, pending links and challenges.
+    await tx.execute(
+        "DELETE FROM baas.identities WHERE user_id = $1 AND (provider, subject) <> ($2, $3)",
+        user["id"],
+        claims.provider,
+        claims.subject,
+    )
+    await mfa.disable(tx, user["id"])
+    await tx.execute(
+        "UPDATE baas.auth_tokens SET used = now() WHERE subject = $1 AND used IS NULL", user["id"]
+    )
     await sessions.revoke_all(tx, user["id"], "email_claimed_by_provider")
 
 
@@ -148,4 +163,3 @@ async def identities(ctx: AppContext, user_id: str) -> list[Any]:
         user_id,
     )
     return [dict(r) for r in rows]
-

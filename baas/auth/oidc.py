@@ -209,6 +209,10 @@ def _url_problem(url: str) -> str | None:
         return "must not contain a #fragment"
     if not host:
         return "must name a host, as in https://issuer.example.com"
+    try:
+        httpx.URL(url).host  # noqa: B018 - what the client will make of it
+    except (httpx.InvalidURL, UnicodeError):
+        return "is not a valid URL"
     if parts.scheme == "https" or (parts.scheme == "http" and host in _LOOPBACK):
         return None
     return "must be an https:// URL (http:// only to 127.0.0.1, ::1 or localhost, for testing)"
@@ -577,7 +581,7 @@ class OidcVerifier:
                     body = await _read_capped(response)
                     max_age = _max_age(response.headers.get("cache-control", ""))
             return orjson.loads(body), max_age
-        except (httpx.HTTPError, TimeoutError) as exc:
+        except (httpx.HTTPError, httpx.InvalidURL, UnicodeError, TimeoutError) as exc:
             raise _FetchFailed(f"{type(exc).__name__}: {exc}") from None
         except orjson.JSONDecodeError:
             raise _FetchFailed("not JSON") from None

@@ -3,8 +3,9 @@ challenges and first-run setup.
 
 A token is 256 random bits sent to its owner (a link, or the answer to sign-in); only its SHA-256
 is stored. Issuing a token replaces the subject's earlier unused ones of that kind (the newest
-link is the one that works). Redeeming is one `UPDATE ... WHERE used IS NULL RETURNING`: of any
-number of concurrent redemptions, exactly one gets the row.
+link is the one that works), except sign-in challenges: two devices may be signing in at once.
+Redeeming is one `UPDATE ... WHERE used IS NULL RETURNING`: of any number of concurrent
+redemptions, exactly one gets the row.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ async def issue(
     token = new_token()
     await ex.execute(
         "WITH old AS (UPDATE baas.auth_tokens SET used = now() "
-        "WHERE subject = $3 AND kind = $2 AND used IS NULL AND $3 IS NOT NULL) "
+        "WHERE subject = $3 AND kind = $2 AND used IS NULL AND $3 IS NOT NULL AND $2 <> 'mfa') "
         "INSERT INTO baas.auth_tokens (hash, kind, subject, email, data, expires) "
         "VALUES ($1, $2, $3, $4, $5, now() + $6)",
         token_hash(token),
@@ -61,9 +62,7 @@ async def redeem(ex: Executor, kind: str, token: Any) -> Any:
         kind,
     )
     if row is None:
-        raise InvalidLinkToken(
-            "this link is invalid, expired or already used: ask for a new one"
-        )
+        raise InvalidLinkToken("this link is invalid, expired or already used: ask for a new one")
     return row
 
 

@@ -49,7 +49,9 @@ class _Page:
         if request.method == "GET":
             token = request.query_params.get("token", "")
             if not token:
-                return self._render(ctx, message="This link is incomplete.", failed=True, status=400)
+                return self._render(
+                    ctx, message="This link is incomplete.", failed=True, status=400
+                )
             return self._render(ctx, form=self.form, token=token)
         form = await _form(request)
         token = form.get("token", "")
@@ -130,6 +132,4 @@ _PAGES = {
     ),
 }
 
-routes = [
-    route(f"/auth/{LINK_PATHS[kind]}", GET=page, POST=page) for kind, page in _PAGES.items()
-]
+routes = [route(f"/auth/{LINK_PATHS[kind]}", GET=page, POST=page) for kind, page in _PAGES.items()]

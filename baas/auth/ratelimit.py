@@ -25,9 +25,7 @@ async def hit(ex: Executor, limits: Sequence[tuple[str, Rate]], what: str) -> No
     active = [(key, rate) for key, rate in limits if rate.limit > 0]
     if not active:
         return
-    rows = await ex.fetch(
-        _UPSERT, [k for k, _ in active], [r.window_s for _, r in active]
-    )
+    rows = await ex.fetch(_UPSERT, [k for k, _ in active], [r.window_s for _, r in active])
     by_key = {r["key"]: r for r in rows}
     retry = 0.0
     for key, rate in active:

@@ -19,7 +19,7 @@ from datetime import timedelta
 from typing import Any
 
 from baas.auth.crypto import SecretBox, new_token, token_hash
-from baas.auth.identity import Identity
+from baas.auth.identity import Identity, Kind
 from baas.auth.tokens import MAX_ACCESS_TTL, Signer
 from baas.db.pool import Database, Executor
 from baas.errors import NotFound, Unauthorized
@@ -100,7 +100,7 @@ class RefreshRefused(Unauthorized):
 
 
 async def refresh(
-    db: Database, signer: Signer, box: SecretBox, runtime: RuntimeSettings, presented: str
+    db: Database, signer: Signer, box: SecretBox, runtime: RuntimeSettings, presented: Any
 ) -> Tokens:
     """Rotate `presented`; new tokens, or 401 (reuse outside the grace window revokes)."""
     if not isinstance(presented, str) or not 20 <= len(presented) <= 200:
@@ -167,8 +167,9 @@ async def revoke_by_refresh_token(ex: Executor, token: str) -> str | None:
 async def enforce_cap(ex: Executor, subject: str, cap: int) -> None:
     """End the least recently used sessions of `subject` beyond `cap`."""
     await ex.fetchval(
-        "WITH r AS (UPDATE baas.sessions SET revoked = now(), revoked_reason = 'too_many_sessions', "
-        "current_token = NULL WHERE id IN (SELECT id FROM baas.sessions WHERE subject = $1 "
+        "WITH r AS (UPDATE baas.sessions SET revoked = now(), "
+        "revoked_reason = 'too_many_sessions', current_token = NULL WHERE id IN "
+        "(SELECT id FROM baas.sessions WHERE subject = $1 "
         "AND revoked IS NULL ORDER BY last_used DESC OFFSET $2) RETURNING subject) "
         "SELECT pg_notify($3, (SELECT subject::text FROM r LIMIT 1)) "
         "WHERE EXISTS (SELECT 1 FROM r)",
@@ -230,5 +231,5 @@ class RevokedSessions:
 
 def identity_from_claims(claims: dict[str, Any]) -> Identity:
     role = claims["role"]
-    kind = "superuser" if role == "superuser" else "user"
+    kind: Kind = "superuser" if role == "superuser" else "user"
     return Identity(kind, id=claims["sub"], session=claims["sid"])

@@ -16,18 +16,27 @@ from pathlib import Path
 from typing import Any
 
 from baas.auth import onetime, passwords, ratelimit
+from baas.auth.crypto import token_hash
 from baas.auth.flows import (
     InvalidCredentials,
     account_limit,
     complete_sign_in,
     ip_limit,
+    upgrade_hash,
 )
 from baas.auth.sessions import Client
 from baas.auth.users import check_password, normal_email
 from baas.context import AppContext
 from baas.db.errors import UniqueViolation
 from baas.db.pool import Database
-from baas.errors import Conflict, Forbidden, InvalidParameter, NotFound
+from baas.errors import (
+    Conflict,
+    Forbidden,
+    InvalidParameter,
+    NotFound,
+    ValidationFailed,
+    field_error,
+)
 
 log = logging.getLogger("baas.auth")
 
@@ -40,7 +49,7 @@ async def create(db: Database, email: Any, password: Any, min_length: int = 8) -
     email = normal_email(email)
     problem = passwords.password_problem(password, min_length, email)
     if problem:
-        raise InvalidParameter(f"password {problem}", code="weak_password")
+        raise ValidationFailed({"password": field_error("weak_password", problem)})
     password_hash = await passwords.hash_password(str(password))
     try:
         row = await db.fetchrow(
@@ -69,9 +78,7 @@ async def delete(db: Database, superuser_id: str, by: str | None = None) -> None
     async with db.transaction() as tx:
         await tx.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
         count = await tx.fetchval("SELECT count(*) FROM baas.superusers")
-        found = await tx.fetchval(
-            "SELECT 1 FROM baas.superusers WHERE id::text = $1", superuser_id
-        )
+        found = await tx.fetchval("SELECT 1 FROM baas.superusers WHERE id::text = $1", superuser_id)
         if found is None:
             raise NotFound("no superuser with this id", code="superuser_not_found")
         if count <= 1:
@@ -101,8 +108,9 @@ async def sign_in(ctx: AppContext, body: Any, client: Client) -> dict[str, Any]:
     ok, rehash = await passwords.verify_password(row["password_hash"] if row else None, password)
     if not ok or row is None:
         raise InvalidCredentials("the email or password is wrong")
-    new_hash = await passwords.hash_password(password) if rehash else None
-    return await complete_sign_in(ctx, row["id"], "superuser", ["pwd"], client, new_hash)
+    if rehash:
+        await upgrade_hash(ctx.db, "baas.superusers", row["id"], row["password_hash"], password)
+    return await complete_sign_in(ctx, row["id"], "superuser", ["pwd"], client)
 
 
 # -- first run -----------------------------------------------------------------------------------
@@ -123,18 +131,18 @@ async def prepare_setup(db: Database, data_dir: Path) -> Path | None:
         await tx.execute(
             "UPDATE baas.auth_tokens SET used = now() WHERE kind = 'setup' AND used IS NULL "
             "AND hash <> $1",
-            onetime.token_hash(token),
+            token_hash(token),
         )
         _write_private(path, token)
     return path
 
 
 async def _valid(tx: Any, path: Path) -> bool:
-    token = path.read_text(encoding="ascii").strip()
+    token = path.read_text(encoding="ascii").strip()  # noqa: ASYNC240 - a few bytes, once at start
     found = await tx.fetchval(
         "SELECT 1 FROM baas.auth_tokens WHERE hash = $1 AND kind = 'setup' AND used IS NULL "
         "AND expires > now()",
-        onetime.token_hash(token),
+        token_hash(token),
     )
     return found is not None
 

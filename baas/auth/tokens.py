@@ -30,9 +30,10 @@ from baas.db.pool import Database, Executor
 
 ALGORITHM = "EdDSA"
 AUDIENCE = "baas"
-TOKEN_TYPE = "access"
+TOKEN_TYPE = "access"  # noqa: S105 - a claim value, not a secret
 CHANNEL = "baas_signing_keys"
 PUBLISH_AHEAD = timedelta(seconds=30)
+JWKS_MAX_AGE_S = int(PUBLISH_AHEAD.total_seconds())  # a cached key set learns new keys in time
 MAX_ACCESS_TTL = 86_400  # retired keys stay published this long, whatever the configured TTL
 REQUIRED_CLAIMS = ["exp", "iat", "sub", "sid", "aud", "iss", "typ", "role"]
 LEEWAY_S = 30  # clock skew tolerated between instances
@@ -73,7 +74,9 @@ class Signer:
         usable = [
             k
             for k in self._keys.values()
-            if k.private is not None and k.active_from <= now and k.retired is None
+            if k.private is not None
+            and k.active_from <= now
+            and (k.retired is None or k.retired > now)  # an old key signs until the new is due
         ]
         if not usable:  # a rotation in progress and its new key not active yet: the newest
             usable = [k for k in self._keys.values() if k.private is not None]
@@ -200,8 +203,17 @@ def public_jwk(public: Ed25519PublicKey) -> dict[str, Any]:
     """The JWK of a public key, with its RFC 7638 thumbprint as `kid`."""
     raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     x = _b64(raw)
-    thumbprint = _b64(hashlib.sha256(f'{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}'.encode()).digest())
-    return {"kty": "OKP", "crv": "Ed25519", "x": x, "kid": thumbprint, "alg": ALGORITHM, "use": "sig"}
+    thumbprint = _b64(
+        hashlib.sha256(f'{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}'.encode()).digest()
+    )
+    return {
+        "kty": "OKP",
+        "crv": "Ed25519",
+        "x": x,
+        "kid": thumbprint,
+        "alg": ALGORITHM,
+        "use": "sig",
+    }
 
 
 async def _insert_key(db: Executor, box: SecretBox, active_in: timedelta) -> str:

@@ -15,7 +15,14 @@ from baas.context import AppContext
 from baas.db.errors import ForeignKeyViolation, UniqueViolation
 from baas.db.pool import Executor
 from baas.db.sqltree import column, render, table
-from baas.errors import ApiError, Conflict, InvalidParameter, NotFound, ValidationFailed, field_error
+from baas.errors import (
+    ApiError,
+    Conflict,
+    InvalidParameter,
+    NotFound,
+    ValidationFailed,
+    field_error,
+)
 from baas.records import service as records
 from baas.records.sql import output_columns
 from baas.records.validation import record_id
@@ -52,7 +59,9 @@ def normal_email(value: Any, field: str = "email") -> str:
     return str(parsed).lower()
 
 
-def check_password(ctx: AppContext, password: Any, email: str | None, field: str = "password") -> str:
+def check_password(
+    ctx: AppContext, password: Any, email: str | None, field: str = "password"
+) -> str:
     problem = passwords.password_problem(password, ctx.runtime["auth.password_min_length"], email)
     if problem:
         raise ValidationFailed({field: field_error("weak_password", problem)})
@@ -110,19 +119,22 @@ async def admin_list(
     ctx: AppContext, search: str | None, page: int, per_page: int
 ) -> dict[str, Any]:
     c = users_collection(ctx)
-    where, args = "", [per_page, (page - 1) * per_page]
+    where = ""
+    args: list[Any] = [per_page, (page - 1) * per_page]
     if search:
         if len(search) > MAX_SEARCH:
             raise InvalidParameter(f"search is at most {MAX_SEARCH} characters")
         pattern = "%" + search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         where = "WHERE u.email LIKE $3 || '%' OR u.id::text = $4"
         args += [pattern, search]
-    rows = await ctx.db.fetch(
+    sql = (
         f"SELECT {_admin_columns(c)}, count(*) OVER () AS _total FROM {users_table()} u {where} "
-        "ORDER BY u.created DESC, u.id DESC LIMIT $1 OFFSET $2",
-        *args,
+        "ORDER BY u.created DESC, u.id DESC LIMIT $1 OFFSET $2"
     )
-    total = rows[0]["_total"] if rows else 0
+    rows = await ctx.db.fetch(sql, *args)
+    # Past the last page no row carries the count: ask for the first row to get it.
+    counted = rows or (await ctx.db.fetch(sql, 1, 0, *args[2:]) if page > 1 else [])
+    total = counted[0]["_total"] if counted else 0
     items = [{k: v for k, v in r.items() if k != "_total"} for r in rows]
     return {"items": items, "page": page, "per_page": per_page, "total": total}
 
@@ -247,12 +259,20 @@ async def admin_delete(ctx: AppContext, raw_id: str) -> None:
     await ctx.revoked.reload(ctx.db, user_id)
 
 
+async def _existing_id(ctx: AppContext, raw_id: str) -> str:
+    """The id of an account that exists; 404 user_not_found otherwise."""
+    user_id = _id(raw_id)
+    if await by_id(ctx.db, user_id) is None:
+        raise _no_user()
+    return user_id
+
+
 async def admin_sessions(ctx: AppContext, raw_id: str) -> list[Any]:
-    return await sessions.list_sessions(ctx.db, _id(raw_id))
+    return await sessions.list_sessions(ctx.db, await _existing_id(ctx, raw_id))
 
 
 async def admin_revoke_sessions(ctx: AppContext, raw_id: str) -> int:
-    user_id = _id(raw_id)
+    user_id = await _existing_id(ctx, raw_id)
     count = await sessions.revoke_all(ctx.db, user_id, "revoked_by_admin")
     await ctx.revoked.reload(ctx.db, user_id)
     return count

@@ -42,6 +42,7 @@ class RequestMiddleware:
         self.access_log = access_log
         self.headers = _page_headers(https)
         self.api_headers = _api_headers(https)
+        self.public_api_headers = [h for h in self.api_headers if h[0] != b"cache-control"]
         # Request ids: unique per process (random prefix) and cheap (a counter), not secret.
         self._id_prefix = secrets.token_hex(12)
         self._ids = itertools.count(1)
@@ -55,7 +56,13 @@ class RequestMiddleware:
         request_id = given_id or f"{self._id_prefix}{next(self._ids) & 0xFFFFFFFF:08x}"
         scope["baas.request_id"] = request_id
         status = 0
-        fixed = self.api_headers if scope["path"].startswith("/api/") else self.headers
+        path = scope["path"]
+        if not path.startswith("/api/"):
+            fixed = self.headers
+        elif path in PUBLIC_CACHEABLE:  # the same for everyone: the handler says how long
+            fixed = self.public_api_headers
+        else:
+            fixed = self.api_headers
         extra = [(b"x-request-id", request_id.encode()), *fixed]
 
         async def send_with_headers(message: Message) -> None:
@@ -93,6 +100,7 @@ class RequestMiddleware:
         return receive_limited
 
 
+PUBLIC_CACHEABLE = frozenset({"/api/auth/jwks.json"})
 _BODILESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})  # handlers never read a body
 _NOSNIFF = (b"x-content-type-options", b"nosniff")
 _HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")

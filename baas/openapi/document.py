@@ -9,6 +9,7 @@ import re
 from typing import Any
 
 from baas.openapi.admin import admin_paths
+from baas.openapi.auth import auth_paths
 from baas.openapi.common import errors, json_content, ref
 from baas.schema.cache import SchemaCache
 from baas.schema.fields import TYPES
@@ -36,6 +37,7 @@ _ERROR_CODES = {
     "409": "Conflict (unique value taken, record still referenced, concurrent change)",
     "413": "Body too large",
     "415": "Body is not JSON",
+    "429": "Too many attempts (see the Retry-After header)",
     "503": "Database unavailable or too slow; retry",
 }
 
@@ -58,6 +60,7 @@ def _build(cache: SchemaCache, base_url: str, version: str) -> dict[str, Any]:
     paths["/api/health"] = {"get": _simple("Liveness: the process is up", "health")}
     paths["/api/health/ready"] = {"get": _simple("Readiness: the database answers", "ready")}
     paths.update(admin_paths())
+    paths.update(auth_paths())
     return {
         "openapi": "3.1.0",
         "info": {

@@ -140,8 +140,10 @@ async def create_with_system_fields(
     own fields (`body`, validated like any create), checked against the create rule in the
     same statement (so `body.email` may be tested by it). Returns the row as stored."""
     c = collection(ctx, name)
-    _, values = validate_create(c, body)
+    chosen_id, values = validate_create(c, body)
     values = {**values, **system}
+    if chosen_id is not None:  # callers that must not choose one refuse `id` before this
+        values = {"id": chosen_id, **values}
     q = sql.insert(ctx.schema, query_limits(ctx), c, tuple(values), identity.is_admin)
     return await _write(ctx, c, ex or ctx.db, q, _Body(_write_args(identity, values)))
 
@@ -187,13 +189,14 @@ async def upsert_record(
     values = validate_update(c, body, rid)
     q = sql.upsert(ctx.schema, query_limits(ctx), c, tuple(values), identity.is_admin)
     args = _Body(_write_args(identity, values, id=rid))
-    for _ in range(UPSERT_ATTEMPTS):
+    for attempt in range(UPSERT_ATTEMPTS):
         row = await _write(ctx, c, ex or ctx.db, q, args)
         if row is not None:
             return to_record(row, False), bool(row[sql.INSERTED])
-        present = await _exists(ctx, c, ex or ctx.db, rid)
-        if present:  # there, but not for this caller to update: as if it did not exist
-            raise _not_found(c)
+        # Nothing written: the rule refused the existing record, or a racing PUT inserted it
+        # after this statement's snapshot. Once more with a fresh snapshot tells them apart.
+        if attempt > 0 and await _exists(ctx, c, ex or ctx.db, rid):
+            raise _not_found(c)  # there, but not for this caller to update: as if absent
     raise Conflict("the record changed concurrently; retry", code="write_conflict")
 
 

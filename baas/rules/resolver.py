@@ -247,7 +247,7 @@ class RecordResolver:
         kind: Kind
         if name == "id":
             kind = "uuid"
-        elif f is None:
+        elif f is None or (c.name == AUTH_COLLECTION and name in SECRET_FIELDS):
             raise NameProblem(f"{c.name} has no field {name!r}")
         else:
             kind = field_kind(f)

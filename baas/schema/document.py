@@ -522,13 +522,16 @@ def _strings(
 _FIELD_DEFAULTS = Field(name="", type="")
 
 
-def to_document(schema: Schema, *, with_ids: bool = False) -> dict[str, Any]:
+def to_document(
+    schema: Schema, *, with_ids: bool = False, always_users: bool = False
+) -> dict[str, Any]:
     """The canonical document for `schema` (ids included for the stored copy). The file form
     leaves out what is built in: the system fields of `users`, and `users` itself when the app
-    changed nothing of it."""
+    changed nothing of it (unless `always_users`: the admin API shows it)."""
     out = {}
     for c in schema.collections:
-        if c.name == auth.AUTH_COLLECTION and not with_ids and _untouched_users(c):
+        untouched = c.name == auth.AUTH_COLLECTION and _untouched_users(c)
+        if untouched and not with_ids and not always_users:
             continue
         out[c.name] = _collection_doc(c, with_ids)
     return {"collections": out}

@@ -175,8 +175,15 @@ def _with_system_fields(users: Collection) -> Collection:
         )
     custom = tuple(f for f in users.fields if not f.system)
     return auth.with_built_ins(
-        Collection(users.name, custom, users.indexes, users.id, rules=users.rules,
-                   search=users.search, search_language=users.search_language),
+        Collection(
+            users.name,
+            custom,
+            users.indexes,
+            users.id,
+            rules=users.rules,
+            search=users.search,
+            search_language=users.search_language,
+        ),
         users.rules,
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -10,6 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
+from tests.auth.oidc_provider import NONCE, OidcProvider
 from tests.conftest import SERVICE_KEY
 
 ADMIN = {"Authorization": f"Bearer {SERVICE_KEY}"}
@@ -85,3 +87,31 @@ async def sign_in(client: httpx.AsyncClient, email: str, password: str = PASSWOR
 @pytest.fixture
 async def alice(anon: httpx.AsyncClient) -> Account:
     return await sign_up(anon, "alice@example.com")
+
+
+# -- OpenID Connect sign-in over HTTP (a real local provider) -----------------------------------
+
+
+@pytest.fixture(scope="module")
+def _module_idp() -> Iterator[OidcProvider]:
+    with OidcProvider() as server:
+        yield server
+
+
+@pytest.fixture
+def idp(_module_idp: OidcProvider) -> OidcProvider:
+    """The module's OpenID provider, reset (its keys are the costly part: one per module)."""
+    _module_idp.reset()
+    return _module_idp
+
+
+async def oidc_sign_in(
+    client: httpx.AsyncClient,
+    id_token: str,
+    nonce: str | None = NONCE,
+    provider: str = "acme",
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
+    """POST an ID token to /api/auth/oidc/{provider} (as `headers`' caller, if given)."""
+    body = {"id_token": id_token} if nonce is None else {"id_token": id_token, "nonce": nonce}
+    return await client.post(f"/api/auth/oidc/{provider}", json=body, headers=headers or {})

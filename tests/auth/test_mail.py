@@ -200,10 +200,14 @@ async def test_mail_queued_in_a_rolled_back_transaction_is_gone(
     db: Database, smtp: LocalSmtp
 ) -> None:
     sender = mailer(db, runtime(smtp))
-    with pytest.raises(RuntimeError, match="sign-up failed"):
+
+    async def failing_sign_up() -> None:
         async with db.transaction() as tx:
             await sender.queue(tx, "verify", "ann@example.com", VERIFY)
             raise RuntimeError("sign-up failed")
+
+    with pytest.raises(RuntimeError, match="sign-up failed"):
+        await failing_sign_up()
     assert await db.fetchval("SELECT count(*) FROM baas.mail") == 0
     assert await sender.send_pending() == 0
     assert smtp.received == []
@@ -331,8 +335,8 @@ async def test_two_instances_send_each_mail_exactly_once(
     finally:
         await other_db.close()
 
-    assert sorted(sent) == [10, 20]
-    assert sorted(r.recipients[0] for r in smtp.received) == sorted(recipients)
+    assert sum(sent) == len(recipients)  # how they split the work depends on scheduling
+    assert sorted(r.recipients[0] for r in smtp.received) == sorted(recipients)  # once each
     statuses = await db.fetch("SELECT status, attempts, count(*) FROM baas.mail GROUP BY 1, 2")
     assert [tuple(r) for r in statuses] == [("sent", 1, len(recipients))]
 
@@ -345,7 +349,7 @@ async def test_the_background_sender_delivers_after_wake(db: Database, smtp: Loc
             mail_id = await sender.queue(tx, "password_changed", "ann@example.com", {"email": "x"})
         sender.wake()
         async with asyncio.timeout(5):
-            while (await row(db, mail_id))["status"] != "sent":
+            while (await row(db, mail_id))["status"] != "sent":  # noqa: ASYNC110 - polls the db
                 await asyncio.sleep(0.02)
     finally:
         await sender.stop()

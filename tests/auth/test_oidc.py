@@ -284,11 +284,12 @@ async def test_a_token_with_bad_claims_is_refused(
 @pytest.mark.parametrize(
     "issuer",
     [
-        lambda iss: iss + "/",
-        lambda iss: iss[:-1],  # a prefix: pyjwt 2.10.0 compared str issuers by substring
-        lambda iss: iss + "0",
-        lambda iss: iss.upper(),
-        lambda iss: [iss],
+        pytest.param(lambda iss: iss + "/", id="trailing-slash"),
+        # A prefix: pyjwt 2.10.0 compared a str issuer by substring (CVE-2024-53861).
+        pytest.param(lambda iss: iss[:-1], id="prefix"),
+        pytest.param(lambda iss: iss + "0", id="longer"),
+        pytest.param(lambda iss: iss.upper(), id="upper-case"),
+        pytest.param(lambda iss: [iss], id="list"),
     ],
 )
 async def test_an_issuer_must_match_exactly(
@@ -383,6 +384,25 @@ async def test_a_key_shorter_than_2048_bits_is_refused(
         warnings.simplefilter("ignore", jwt.InsecureKeyLengthWarning)  # signing with it warns
         token = provider.id_token(key=weak)
     message = await refused(verifier, provider, token)
+    assert message == "the ID token is signed with a key we cannot use"
+
+
+@pytest.mark.parametrize(
+    ("alg", "change"),
+    [
+        ("RS256", {"n": "!!not base64!!"}),
+        ("RS256", {"n": "AQAB"}),  # a 17-bit modulus
+        ("RS256", {"e": None}),
+        ("ES256", {"x": "AAAA"}),
+        ("ES256", {"y": None}),
+    ],
+)
+async def test_a_broken_published_key_is_refused(
+    verifier: OidcVerifier, provider: OidcProvider, alg: str, change: dict[str, Any]
+) -> None:
+    key = provider.key_for(alg)
+    key.jwk = {name: value for name, value in (key.jwk | change).items() if value is not None}
+    message = await refused(verifier, provider, provider.id_token(alg=alg))
     assert message == "the ID token is signed with a key we cannot use"
 
 
@@ -592,9 +612,11 @@ async def test_a_failing_provider_is_not_asked_again_for_a_while(
     verifier: OidcVerifier, provider: OidcProvider, clock: Clock
 ) -> None:
     provider.unavailable = True
+    failures = [unavailable(verifier, provider, jwks_url=provider.jwks_url) for _ in range(5)]
+    await asyncio.gather(*failures)  # one fetch fails for all of them
     for _ in range(3):
-        await unavailable(verifier, provider, jwks_url=provider.jwks_url)
         clock.advance(RETRY_AFTER_FAILURE_S / 4)
+        await unavailable(verifier, provider, jwks_url=provider.jwks_url)
     assert provider.requests == {JWKS: 1}
 
     provider.unavailable = False
@@ -668,11 +690,6 @@ async def test_an_oversized_openid_configuration_is_a_503(
     assert message.startswith("the sign-in provider's OpenID configuration could not be fetched")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnicodeError,
-    reason="oidc.py: a URL httpx cannot encode (bad IDNA label) escapes _download untranslated",
-)
 async def test_a_jwks_uri_httpx_cannot_encode_is_a_503(
     verifier: OidcVerifier, provider: OidcProvider
 ) -> None:

@@ -5,12 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import subprocess
-import sys
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +19,8 @@ from jsonschema import Draft202012Validator
 from baas.config import SETTINGS, Setting
 from baas.schema.document import parse_document
 from baas.schema.yamlio import HEADER, dump_yaml, load_yaml
+from tests.cli.conftest import BAAS, Baas, Result, _env
 
-BAAS = str(Path(sys.executable).parent / "baas")
 POSTS: dict[str, Any] = {
     "collections": {
         "posts": {
@@ -37,52 +33,6 @@ POSTS: dict[str, Any] = {
         }
     }
 }
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def text(self) -> str:
-        return self.out + self.err
-
-
-def _env(database_url: str, tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BAAS_")}
-    env.update(
-        BAAS_DATABASE_URL=database_url,
-        BAAS_DATA_DIR=str(tmp_path / "data"),
-        COLUMNS="200",
-        NO_COLOR="1",
-    )
-    return env
-
-
-Baas = Callable[..., Result]
-
-
-@pytest.fixture
-def baas(database_url: str, tmp_path: Path) -> Baas:
-    """Run `baas <args>` in tmp_path against this test's database."""
-    env = _env(database_url, tmp_path)
-
-    def run(*args: str, stdin: str = "") -> Result:
-        done = subprocess.run(
-            [BAAS, *args],
-            cwd=tmp_path,
-            env=env,
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        return Result(done.returncode, done.stdout, done.stderr)
-
-    return run
 
 
 def _write(tmp_path: Path, document: dict[str, Any], name: str = "baas.yaml") -> Path:

@@ -1,0 +1,105 @@
+"""The auth commands as real processes against the test database: superusers, users, sessions,
+the mail outbox, runtime settings and signing keys."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+
+from baas.app import create_app
+from tests.cli.conftest import Baas
+from tests.cli.test_cli import _ok, _query
+from tests.conftest import asgi_with_state, settings_for
+
+PASSWORD = "a long enough passphrase 42"
+
+
+def test_superuser_create_prompts_and_can_sign_in(baas: Baas, database_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    created = _ok(
+        baas("superuser", "create", "Root@Example.com", stdin=f"{PASSWORD}\n{PASSWORD}\n")
+    )
+    assert "Superuser root@example.com created" in created.out
+    assert PASSWORD not in created.text  # never echoed
+    row = _query(database_url, "SELECT email, password_hash FROM baas.superusers")[0]
+    assert row["email"] == "root@example.com"
+    assert row["password_hash"].startswith("$argon2id$")
+    assert "root@example.com" in _ok(baas("superuser", "list")).out
+
+    weak = baas("superuser", "create", "b@example.com", stdin="password\npassword\n")
+    assert weak.code == 1
+    assert "password" in weak.err
+    assert "Traceback" not in weak.err
+    taken = baas("superuser", "create", "root@example.com", stdin=f"{PASSWORD}\n{PASSWORD}\n")
+    assert taken.code == 1 and "exists" in taken.err
+
+
+def test_users_lifecycle(baas: Baas, database_url: str) -> None:
+    out = _ok(baas("users", "create", "ann@example.com", "--verified", stdin=f"{PASSWORD}\n" * 2))
+    user_id = re.search(r"\(([0-9a-f-]{36})\)", out.out).group(1)  # type: ignore[union-attr]
+    _ok(baas("users", "create", "bob@example.com", "--no-password"))
+    listed = _ok(baas("users", "list")).out
+    assert "ann@example.com" in listed and "bob@example.com" in listed
+    assert "2 user(s)" in listed
+    assert "ann@example.com" in _ok(baas("users", "list", "--search", "an")).out
+    assert "bob@example.com" not in _ok(baas("users", "list", "--search", "an")).out
+
+    _query(
+        database_url,
+        "INSERT INTO baas.sessions (subject, role, expires, max_expires) "
+        "VALUES ($1, 'user', now() + interval '1 day', now() + interval '1 day')",
+        user_id,
+    )
+    assert "Ended 1 session(s)" in _ok(baas("users", "sessions", "revoke", "ann@example.com")).out
+
+    assert "Disabled ann@example.com" in _ok(baas("users", "disable", user_id)).out
+    assert _query(database_url, "SELECT disabled FROM users WHERE id = $1", user_id)[0][0] is True
+    _ok(baas("users", "enable", "ann@example.com"))
+    assert _query(database_url, "SELECT disabled FROM users WHERE id = $1", user_id)[0][0] is False
+
+    _ok(baas("users", "delete", "ann@example.com", "--yes"))
+    assert _query(database_url, "SELECT count(*) FROM users")[0][0] == 1
+    missing = baas("users", "disable", "nobody@example.com")
+    assert missing.code == 1 and "no user with email" in missing.err
+
+
+async def test_mail_outbox_shows_what_the_server_queued(
+    baas: Baas, database_url: str, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    application = create_app(settings_for(database_url, tmp_path / "data"))
+    async with application.router.lifespan_context(application) as state:
+        transport = httpx.ASGITransport(app=asgi_with_state(application, state))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            body = {"email": "cara@example.com", "password": PASSWORD}
+            assert (await client.post("/api/auth/sign-up", json=body)).status_code == 202
+    outbox = _ok(baas("mail", "outbox")).out
+    assert "cara@example.com" in outbox
+    mail_id = outbox.split()[0]
+    shown = _ok(baas("mail", "outbox", "--show", mail_id)).out
+    assert "To: cara@example.com" in shown
+    assert "/auth/verify-email?token=" in shown
+
+
+def test_settings_set_list_unset(baas: Baas) -> None:
+    _ok(baas("settings", "set", "auth.access_token_ttl", "600"))
+    _ok(baas("settings", "set", "app.name", "Acme"))
+    listed = _ok(baas("settings", "list")).out
+    assert re.search(r"\* auth\.access_token_ttl\s+600", listed), listed
+    assert re.search(r"\* app\.name\s+\"Acme\"", listed), listed
+    bad = baas("settings", "set", "auth.access_token_ttl", "forever")
+    assert bad.code == 1 and "auth.access_token_ttl" in bad.err
+    unknown = baas("settings", "set", "no.such", "1")
+    assert unknown.code == 1
+    _ok(baas("settings", "set", "smtp.password", "hunter2-secret"))
+    assert "hunter2" not in _ok(baas("settings", "list")).out
+    _ok(baas("settings", "unset", "auth.access_token_ttl"))
+    assert re.search(r"  auth\.access_token_ttl\s+900", _ok(baas("settings", "list")).out)
+
+
+def test_signing_keys_rotate(baas: Baas) -> None:
+    before = _ok(baas("signing-keys", "list")).out.strip().splitlines()
+    assert len(before) == 1 and "current" in before[0]
+    rotated = _ok(baas("signing-keys", "rotate")).out
+    assert "New signing key" in rotated
+    after = _ok(baas("signing-keys", "list")).out.strip().splitlines()
+    assert len(after) == 2
