@@ -179,6 +179,7 @@ async def start(settings: Settings) -> tuple[AppContext, Listener]:
 
 
 async def stop(ctx: AppContext, listener: Listener) -> None:
+    await ctx.drain()
     await listener.stop()
     await ctx.mailer.stop()
     await ctx.oidc.close()

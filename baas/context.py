@@ -7,7 +7,11 @@ sessions, runtime settings, the mailer and the OpenID Connect verifier. Nothing 
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from baas.auth.crypto import SecretBox
 from baas.auth.keys import KeyRing
@@ -20,6 +24,8 @@ from baas.db.pool import Database
 from baas.query import QueryLimits
 from baas.runtime_settings import RuntimeSettings
 from baas.schema.cache import SchemaCache
+
+log = logging.getLogger("baas")
 
 
 @dataclass
@@ -36,6 +42,24 @@ class AppContext:
     revoked: RevokedSessions = field(default_factory=RevokedSessions)
     info: dict[str, str] = field(default_factory=dict)
     query_limits: QueryLimits = field(init=False)
+    _background: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
+
+    def spawn(self, work: Coroutine[Any, Any, None], what: str) -> None:
+        """Run `work` after the response (so its duration tells the client nothing); failures
+        are logged. Shutdown waits for it."""
+        task = asyncio.create_task(work, name=what)
+        self._background.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s failed", task.get_name(), exc_info=task.exception())
+
+    async def drain(self, timeout_s: float = 10.0) -> None:
+        """Wait for the background work started so far."""
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=timeout_s)
 
     def __post_init__(self) -> None:
         s = self.settings

@@ -68,6 +68,7 @@ async def list_mail(request: Request) -> Response:
     q = request.query_params
     limit = list_params.bounded_int(q, "limit", 50, 1, mail.OUTBOX_MAX)
     recipient = q.get("recipient")
+    await ctx.drain()  # mail this instance is still writing (after a 202) belongs in the list
     if recipient is not None and len(recipient) > 320:
         raise InvalidParameter("recipient is at most 320 characters")
     items = await mail.outbox(ctx.db, ctx.box, limit=limit, recipient=recipient)

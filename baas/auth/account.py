@@ -49,8 +49,12 @@ async def _email_request_allowed(ctx: AppContext, email: str, client: Client) ->
 
 async def request_verification(ctx: AppContext, body: Any, client: Client) -> None:
     email = normal_email(_object(body).get("email"))
-    if not await _email_request_allowed(ctx, email, client):
-        return
+    if await _email_request_allowed(ctx, email, client):
+        ctx.spawn(_send_verification(ctx, email), "verification mail")
+
+
+async def _send_verification(ctx: AppContext, email: str) -> None:
+    """After the answer: whether there is an account must not show in the response time."""
     async with ctx.db.transaction() as tx:
         user = await by_email(tx, email)
         if user is not None and not user["verified"] and not user["disabled"]:
@@ -76,8 +80,11 @@ async def confirm_verification(ctx: AppContext, body: Any) -> dict[str, Any]:
 
 async def request_reset(ctx: AppContext, body: Any, client: Client) -> None:
     email = normal_email(_object(body).get("email"))
-    if not await _email_request_allowed(ctx, email, client):
-        return
+    if await _email_request_allowed(ctx, email, client):
+        ctx.spawn(_send_reset(ctx, email), "password reset mail")
+
+
+async def _send_reset(ctx: AppContext, email: str) -> None:
     async with ctx.db.transaction() as tx:
         user = await by_email(tx, email)
         if user is not None and not user["disabled"]:

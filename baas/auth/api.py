@@ -62,7 +62,12 @@ async def sign_out(request: Request) -> Response:
 
 
 async def me(request: Request) -> Response:
-    user_id = account.signed_in_user(identity(request))
+    """The signed-in user; for a superuser (the console), their superuser account."""
+    who = identity(request)
+    if who.kind == "superuser" and who.id:
+        view = await flows.superuser_view(context(request).db, who.id)
+        return json_response({**view, "role": "superuser"})
+    user_id = account.signed_in_user(who)
     return json_response(await me_view(context(request), user_id))
 
 

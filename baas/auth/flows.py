@@ -77,13 +77,16 @@ async def grant(
         await sessions.enforce_cap(tx, subject, MAX_SESSIONS)
         table = users_table() if role == "user" else "baas.superusers"
         await tx.execute(f"UPDATE {table} SET last_sign_in = now() WHERE id = $1", subject)
-        account = await me(ctx, subject, tx) if role == "user" else await _superuser(tx, subject)
+        if role == "user":
+            account = await me(ctx, subject, tx)
+        else:
+            account = await superuser_view(tx, subject)
     body = tokens.body(ctx.runtime["auth.access_token_ttl"])
     body["user" if role == "user" else "superuser"] = account
     return body
 
 
-async def _superuser(ex: Executor, subject: str) -> dict[str, Any]:
+async def superuser_view(ex: Executor, subject: str) -> dict[str, Any]:
     row = await ex.fetchrow(
         "SELECT id, email, created, last_sign_in FROM baas.superusers WHERE id = $1", subject
     )

@@ -84,6 +84,8 @@ async def _resolve(ctx: AppContext, tx: Executor, claims: IdClaims, current: str
     if claims.email is not None:
         existing = await by_email(tx, claims.email)
         if existing is not None:
+            if existing["disabled"]:  # before anything changes on it
+                raise Forbidden("this account is disabled", code="account_disabled")
             await _link_by_email(tx, claims, existing)
             return str(existing["id"])
     return await _create(ctx, tx, claims)

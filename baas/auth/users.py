@@ -220,8 +220,11 @@ async def admin_update(ctx: AppContext, raw_id: str, body: Any) -> dict[str, Any
     if "email" in body:
         sets["email"] = normal_email(body["email"])
     if "password" in body:
+        email = sets.get("email") or await ctx.db.fetchval(
+            f"SELECT email FROM {users_table()} WHERE id = $1", user_id
+        )
         sets["password_hash"] = await passwords.hash_password(
-            check_password(ctx, body["password"], sets.get("email"))
+            check_password(ctx, body["password"], email)
         )
     assignments = ", ".join(f"{render(column(k))} = ${i}" for i, k in enumerate(sets, 2))
     async with ctx.db.transaction() as tx:

@@ -276,6 +276,14 @@ async def test_patch_refuses_bad_bodies(anon: httpx.AsyncClient, alice: Account)
     assert (await anon.get("/api/auth/me", headers=alice.headers)).status_code == 200
 
 
+async def test_patch_refuses_the_email_as_password(anon: httpx.AsyncClient, alice: Account) -> None:
+    response = await anon.patch(
+        f"/api/admin/users/{alice.id}", json={"password": alice.email}, headers=ADMIN
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["fields"]["password"]["code"] == "weak_password"
+
+
 async def test_patch_refuses_a_taken_email(anon: httpx.AsyncClient, alice: Account) -> None:
     bob = await sign_up(anon, "bob@example.com")
     response = await anon.patch(

@@ -244,6 +244,29 @@ async def test_an_unknown_email_costs_the_same_argon2_work(
     assert 1 / 3 < ratio < 3, (unknown, known)
 
 
+async def test_a_reset_request_takes_as_long_for_an_unknown_email(
+    anon: httpx.AsyncClient, alice: Account, ctx: AppContext
+) -> None:
+    """The token and the mail are made after the answer: its time says nothing."""
+    await configure(anon, rate__email_ip="off", rate__email_account="off")
+
+    async def request_s(email: str) -> float:
+        started = time.perf_counter()
+        response = await anon.post("/api/auth/password-reset", json={"email": email})
+        elapsed = time.perf_counter() - started
+        assert response.status_code == 202
+        await ctx.drain()  # the mail is written before the next measurement
+        return elapsed
+
+    unknown, known = [], []
+    for _ in range(9):
+        unknown.append(await request_s("nobody@example.com"))
+        known.append(await request_s(alice.email))
+    ratio = statistics.median(known) / statistics.median(unknown)
+    assert ratio < 2, (known, unknown)
+    assert len([t for t in await _templates(anon, alice.email) if t == "reset"]) == 9
+
+
 # -- password reset ----------------------------------------------------------------------------
 
 

@@ -232,6 +232,24 @@ async def test_a_disabled_user_cannot_sign_in_with_the_provider(
     assert (response.status_code, response.json()["error"]["code"]) == (403, "account_disabled")
 
 
+async def test_a_disabled_account_is_not_linked_by_email(
+    anon: httpx.AsyncClient, acme: OidcProvider
+) -> None:
+    victim = await anon.post(
+        "/api/admin/users",
+        json={"email": "dora@example.com", "password": PASSWORD},
+        headers=ADMIN,
+    )
+    assert victim.status_code == 201, victim.text
+    user_id = victim.json()["id"]
+    await anon.patch(f"/api/admin/users/{user_id}", json={"disabled": True}, headers=ADMIN)
+    token = acme.id_token(sub="dora-at-acme", email="dora@example.com")
+    response = await oidc_sign_in(anon, token)
+    assert (response.status_code, response.json()["error"]["code"]) == (403, "account_disabled")
+    user = (await anon.get(f"/api/admin/users/{user_id}", headers=ADMIN)).json()
+    assert (user["has_password"], user["verified"]) == (True, False)  # nothing changed on it
+
+
 # -- linking by verified email -------------------------------------------------------------------
 
 

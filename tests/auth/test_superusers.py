@@ -192,6 +192,10 @@ async def test_a_superuser_token_is_admin(
     got = await anon.get(f"/api/collections/users/records/{alice.id}", headers=su)
     assert got.status_code == 200
     assert "password_hash" not in got.json()
+    me = await anon.get("/api/auth/me", headers=su)
+    assert me.status_code == 200, me.text
+    assert (me.json()["role"], me.json()["id"]) == ("superuser", root["superuser"]["id"])
+    assert "password_hash" not in me.json()
 
 
 async def test_a_user_token_is_not(anon: httpx.AsyncClient, alice: Account) -> None:
