@@ -114,7 +114,7 @@ def parse_rate(value: Any) -> Rate:
 
 def _providers(value: Any) -> dict[str, dict[str, Any]]:
     """OpenID Connect providers: {name: {client_ids: [...], issuer?: url, jwks_url?: url}}."""
-    from baas.auth.oidc import parse_providers  # the parser lives with the provider code
+    from baas.auth.oidc_providers import parse_providers  # imports this module
 
     return parse_providers(value)
 

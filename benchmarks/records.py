@@ -11,6 +11,9 @@ same records, and then loaded by `wrk` (a separate process on 127.0.0.1) with fo
 Only one server runs at a time, so neither competes with the other for the two cores. Prints
 req/s, p50 and p99 per workload and system, the baas/PocketBase ratios, and writes the results as
 JSON. Run `python benchmarks/records.py --help` for the options; see benchmarks/README.md.
+
+The machinery (servers, seeding, wrk and its Lua scripts, CPU accounting, the report) is shared:
+benchmarks/auth.py imports it for its auth workloads.
 """
 
 from __future__ import annotations
@@ -49,7 +52,10 @@ WORKLOADS = ("get-one", "list-total", "list-fast", "list-rule", "list-rule-fast"
 # baas only: the same lists, anonymous under a list rule and with a filter; compared with the
 # unfiltered lists above (as a service key, which bypasses rules).
 RULE_WORKLOADS = {"list-rule": "list-total", "list-rule-fast": "list-fast"}
-LIST_RULE = "published = true OR author = auth.id"
+# Who may read a post: anyone once it is published, its author before. baas lists (list-rule*)
+# and views (auth.py's get-one-user) under it; PocketBase views under the same rule in auth.py.
+READ_RULE = "published = true OR author = auth.id"
+PB_READ_RULE = "published = true || author = @request.auth.id"
 RULE_FILTER = "views > 10"
 SYSTEMS = ("baas", "pb")
 SYSTEM_LABELS = {"baas": "baas", "pb": "PocketBase"}
@@ -64,17 +70,19 @@ BAAS_SCHEMA = {
                 "published": {"type": "bool", "default": False},
                 "author": {"type": "relation", "collection": "users"},
             },
-            "rules": {"list": LIST_RULE},
+            "rules": {"list": READ_RULE, "view": READ_RULE},
             # What a developer adds for that rule: the published feed in order, and counts of it.
             "indexes": [["published", "created"], ["published", "views"]],
         },
     }
 }
+PB_USERS_ID = "_pb_users_auth_"  # the id PocketBase gives its built-in users collection
 PB_FIELDS = [
     {"name": "title", "type": "text", "required": True},
     {"name": "body", "type": "text"},
     {"name": "views", "type": "number"},
     {"name": "published", "type": "bool"},
+    {"name": "author", "type": "relation", "collectionId": PB_USERS_ID, "maxSelect": 1},
     # Base collections have no timestamps since PocketBase 0.23; baas records always do.
     {"name": "created", "type": "autodate", "onCreate": True, "onUpdate": False},
     {"name": "updated", "type": "autodate", "onCreate": True, "onUpdate": True},
@@ -223,6 +231,7 @@ class Target:
     base_url: str
     version: str
     headers: dict[str, str]  # sent with every benchmark request
+    admin_headers: dict[str, str]  # the service key (baas) or a superuser's token (PocketBase)
     record_prefix: str  # + id = one record
     list_total: str
     list_fast: str
@@ -287,12 +296,13 @@ def baas_target(args: argparse.Namespace, work: Path) -> Iterator[Target]:
             f"/api/collections/{COLLECTION}/records?per_page=20&sort=-created&filter="
             + quote(RULE_FILTER)
         )
-        notes.append(f"baas list-rule*: anonymous, list rule {LIST_RULE!r}, filter {RULE_FILTER!r}")
+        notes.append(f"baas list-rule*: anonymous, list rule {READ_RULE!r}, filter {RULE_FILTER!r}")
         yield Target(
             system="baas",
             base_url=base,
             version=baas_version(args.baas),
             headers={"Authorization": f"Bearer {service_key}"},
+            admin_headers={"Authorization": f"Bearer {service_key}"},
             record_prefix=f"/api/collections/{COLLECTION}/records/",
             list_total=f"/api/collections/{COLLECTION}/records?per_page=20&sort=-created",
             list_fast=(
@@ -309,8 +319,11 @@ def baas_target(args: argparse.Namespace, work: Path) -> Iterator[Target]:
         )
 
 
-def seed_baas_chunk(client: Client, chunk: range) -> list[str]:
-    operations = [{"op": "create", "collection": COLLECTION, "body": seed_record(i)} for i in chunk]
+def seed_baas_chunk(
+    client: Client, chunk: range, record: Callable[[int], dict[str, Any]] = seed_record
+) -> list[str]:
+    """Create the records `record(i)` of a chunk in one batch; their ids."""
+    operations = [{"op": "create", "collection": COLLECTION, "body": record(i)} for i in chunk]
     reply = client.expect("POST", "/api/batch", {"operations": operations})
     results = reply["results"]
     if len(results) != len(chunk) or any(r["status"] != 201 for r in results):
@@ -378,7 +391,10 @@ def scratch_database(server_url: str) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def pocketbase_target(args: argparse.Namespace, work: Path) -> Iterator[Target]:
+def pocketbase_target(
+    args: argparse.Namespace, work: Path, view_rule: str = ""
+) -> Iterator[Target]:
+    """PocketBase with `posts` seeded; its view rule public unless `view_rule` is given."""
     port = free_port()
     pb_dir = work / "pb_data"
     log = work / "pocketbase.log"
@@ -418,7 +434,7 @@ def pocketbase_target(args: argparse.Namespace, work: Path) -> Iterator[Target]:
             "name": COLLECTION,
             "type": "base",
             "listRule": "",  # "" = public; null would mean superusers only
-            "viewRule": "",
+            "viewRule": view_rule,
             "createRule": "",
             "fields": PB_FIELDS,
             "indexes": [PB_CREATED_INDEX] if args.pb_index else [],
@@ -442,6 +458,7 @@ def pocketbase_target(args: argparse.Namespace, work: Path) -> Iterator[Target]:
             base_url=base,
             version=version.stdout.strip().rsplit(" ", 1)[-1] or "unknown",
             headers={},  # public rules: no auth on benchmark requests
+            admin_headers=admin.headers,
             record_prefix=f"{path}/",
             list_total=f"{path}?perPage=20&sort=-created",
             list_fast=f"{path}?perPage=20&sort=-created&skipTotal=1",
@@ -451,7 +468,8 @@ def pocketbase_target(args: argparse.Namespace, work: Path) -> Iterator[Target]:
             pids=[proc.pid],
             notes=[
                 "pb: default settings (request logging to its logs DB stays on)",
-                f"pb: public list/view/create rules, {index} an index on (created, id)",
+                f"pb: public list/create rules, view rule {view_rule or 'public'!r},"
+                f" {index} an index on (created, id)",
             ],
         )
     finally:
@@ -480,14 +498,19 @@ def seed(total: int, create: Callable[[range], list[str]], batch: int) -> list[s
 # -- wrk -----------------------------------------------------------------------------------------
 
 LUA_COMMON = """\
--- generated by benchmarks/records.py
+-- generated by the baas benchmarks (benchmarks/records.py)
 local headers = {headers}
 for name, value in pairs(headers) do wrk.headers[name] = value end
 """
 
 LUA_STATIC = """\
-wrk.method = "GET"
+wrk.method = {method}
 wrk.path = {path}
+"""
+
+LUA_BODY = """\
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = {body}
 """
 
 LUA_GET_ONE = """\
@@ -530,28 +553,42 @@ def lua_table(mapping: dict[str, str]) -> str:
     return "{" + items + "}"
 
 
+def lua_static(method: str, path: str, body: Any = None) -> str:
+    """Lua for a workload that sends one fixed request (with `body` as JSON, if any)."""
+    script = LUA_STATIC.format(method=lua_string(method), path=lua_string(path))
+    if body is not None:
+        script += LUA_BODY.format(body=lua_string(json.dumps(body, separators=(",", ":"))))
+    return script
+
+
+def lua_get_one(prefix: str, ids: Sequence[str], ids_file: Path) -> str:
+    """Lua for GETs of `prefix` + an id drawn at random from `ids` (written to `ids_file`)."""
+    ids_file.write_text("\n".join(ids) + "\n")
+    return LUA_GET_ONE.format(ids_file=lua_string(str(ids_file)), prefix=lua_string(prefix))
+
+
+def write_script(path: Path, headers: dict[str, str], workload_lua: str) -> Path:
+    """A wrk script: `headers` on every request, then the workload's own Lua."""
+    path.write_text(LUA_COMMON.format(headers=lua_table(headers)) + workload_lua)
+    return path
+
+
 def write_lua(target: Target, workload: str, directory: Path) -> Path:
-    anonymous = workload in RULE_WORKLOADS
-    script = LUA_COMMON.format(headers=lua_table({} if anonymous else target.headers))
     if workload == "get-one":
         ids_file = directory / f"{target.system}-ids.txt"
-        ids_file.write_text("\n".join(target.ids) + "\n")
-        script += LUA_GET_ONE.format(
-            ids_file=lua_string(str(ids_file)), prefix=lua_string(target.record_prefix)
-        )
+        script = lua_get_one(target.record_prefix, target.ids, ids_file)
     elif workload == "list-total":
-        script += LUA_STATIC.format(path=lua_string(target.list_total))
+        script = lua_static("GET", target.list_total)
     elif workload == "list-fast":
-        script += LUA_STATIC.format(path=lua_string(target.list_fast))
+        script = lua_static("GET", target.list_fast)
     elif workload == "create":
-        script += LUA_CREATE.format(path=lua_string(target.create_path))
+        script = LUA_CREATE.format(path=lua_string(target.create_path))
     elif workload in RULE_WORKLOADS:
-        script += LUA_STATIC.format(path=lua_string(rule_path(target, workload)))
+        script = lua_static("GET", rule_path(target, workload))
     else:
         raise ValueError(workload)
-    path = directory / f"{target.system}-{workload}.lua"
-    path.write_text(script)
-    return path
+    headers = {} if workload in RULE_WORKLOADS else target.headers  # rule workloads: anonymous
+    return write_script(directory / f"{target.system}-{workload}.lua", headers, script)
 
 
 def sample_request(target: Target, workload: str) -> tuple[str, str, Any, int]:

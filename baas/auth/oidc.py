@@ -4,10 +4,10 @@ A mobile app signs in with the platform SDK, gets an ID token, and POSTs it with
 used; `OidcVerifier.verify` checks the token against the provider's published keys and returns the
 identity claims. Linking accounts and issuing sessions happen elsewhere; this module only verifies.
 
-Providers come from the runtime setting "auth.oidc" (validated by `parse_providers`, which
-`baas.runtime_settings` imports lazily). Keys come from the provider's JWKS, fetched over HTTPS
-without redirects (generic providers: found through `{issuer}/.well-known/openid-configuration`)
-and cached per URL for the response's max-age, clamped.
+Providers come from the runtime setting "auth.oidc" (validated by `oidc_providers`). Keys come
+from the provider's JWKS, fetched over HTTPS without redirects (generic providers: found through
+`{issuer}/.well-known/openid-configuration`) and cached per URL for the response's max-age,
+clamped.
 
 The token and the nonce are attacker-controlled, so:
 - the algorithm comes from an asymmetric allow-list AND must fit the key its `kid` names: no
@@ -34,42 +34,42 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import jwt
 import orjson
 
+from baas.auth.oidc_providers import (
+    BUILT_IN,
+    MAX_CLIENT_IDS,
+    MAX_URL_CHARS,
+    PROVIDER_NAME,
+    parse_providers,
+    url_problem,
+)
 from baas.errors import ApiError
-from baas.runtime_settings import SettingValueError
 
+__all__ = [
+    "BUILT_IN",
+    "MAX_CLIENT_IDS",
+    "IdClaims",
+    "InvalidIdToken",
+    "OidcVerifier",
+    "ProviderNotConfigured",
+    "ProviderUnavailable",
+    "parse_providers",
+]
 log = logging.getLogger("baas.auth.oidc")
 
 MAX_ID_TOKEN_CHARS = 16 * 1024
 MAX_NONCE_CHARS = 512
 MAX_SUBJECT_CHARS = 255
 MAX_DOCUMENT_BYTES = 256 * 1024  # a JWKS or discovery document
-MAX_URL_CHARS = 2000
-MAX_CLIENT_IDS = 50
-MAX_CLIENT_ID_CHARS = 255
 CACHE_MIN_S, CACHE_DEFAULT_S, CACHE_MAX_S = 300, 3600, 86400
 REFETCH_INTERVAL_S = 60  # unknown-kid refetches, and retries of a failed refresh, per URL
 RETRY_AFTER_FAILURE_S = 10  # nothing cached and the last fetch failed: answer 503 at once
 LEEWAY_S = 60
 MAX_IAT_AHEAD_S = 600
-
-BUILT_IN: dict[str, dict[str, Any]] = {
-    "google": {
-        "issuer": "https://accounts.google.com",
-        "jwks_url": "https://www.googleapis.com/oauth2/v3/certs",
-        "issuer_aliases": ("accounts.google.com",),  # Google's older tokens omit the scheme
-    },
-    "apple": {
-        "issuer": "https://appleid.apple.com",
-        "jwks_url": "https://appleid.apple.com/auth/keys",
-        "issuer_aliases": (),
-    },
-}
 
 # alg -> (kty, crv): the only key type a JWK may have to verify that algorithm.
 _ALGORITHMS: dict[str, tuple[str, str | None]] = {
@@ -82,9 +82,6 @@ _ALGORITHMS: dict[str, tuple[str, str | None]] = {
     "EdDSA": ("OKP", "Ed25519"),
 }
 _REQUIRED_CLAIMS = ["iss", "sub", "aud", "exp", "iat"]
-_NAME = re.compile(r"[a-z0-9_-]{1,40}")
-_PROVIDER_KEYS = ("client_ids", "issuer", "jwks_url")
-_LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 _MAX_AGE = re.compile(r"(?:^|[,\s])max-age\s*=\s*\"?(\d{1,12})", re.IGNORECASE)
 _FETCH_HEADERS = {"Accept": "application/json", "Accept-Encoding": "identity"}
 
@@ -109,113 +106,6 @@ class IdClaims:
     email_verified: bool
     name: str | None
     claims: dict[str, Any]  # every verified claim
-
-
-# --- the "auth.oidc" setting ---------------------------------------------------------------
-
-
-def parse_providers(value: Any) -> dict[str, dict[str, Any]]:
-    """Validate "auth.oidc"; return it with built-in issuers and key URLs filled in."""
-    if not isinstance(value, Mapping):
-        raise SettingValueError(
-            'must be an object of provider name -> {"client_ids": [...], "issuer": ..., '
-            '"jwks_url": ...}'
-        )
-    return {_provider_name(name): _parse_provider(name, entry) for name, entry in value.items()}
-
-
-def _provider_name(name: Any) -> str:
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise SettingValueError(
-            f"provider name {str(name)[:50]!r}: must be 1-40 characters of a-z, 0-9, _ and -"
-        )
-    return name
-
-
-def _parse_provider(name: str, entry: Any) -> dict[str, Any]:
-    if not isinstance(entry, Mapping):
-        raise SettingValueError(f"{name}: must be an object with client_ids, issuer, jwks_url")
-    unknown = sorted(str(key)[:50] for key in entry if key not in _PROVIDER_KEYS)
-    if unknown:
-        raise SettingValueError(
-            f"{name}: unknown key {', '.join(unknown)} (allowed: {', '.join(_PROVIDER_KEYS)})"
-        )
-    built_in = BUILT_IN.get(name, {})
-    issuer = entry.get("issuer")
-    if issuer is None and not built_in:
-        raise SettingValueError(
-            f"{name}.issuer: required for providers other than google and apple "
-            "(the https URL its tokens carry in the iss claim)"
-        )
-    jwks_url = entry.get("jwks_url")
-    return {
-        "client_ids": _client_ids(name, entry.get("client_ids")),
-        "issuer": built_in["issuer"] if issuer is None else _issuer(name, issuer),
-        "jwks_url": built_in.get("jwks_url")
-        if jwks_url is None
-        else _url(name, "jwks_url", jwks_url),
-    }
-
-
-def _client_ids(name: str, value: Any) -> list[str]:
-    if value is None:
-        raise SettingValueError(f"{name}.client_ids: required (the app's OAuth client IDs)")
-    if (
-        not isinstance(value, list)
-        or not 0 < len(value) <= MAX_CLIENT_IDS
-        or not all(_is_client_id(item) for item in value)
-    ):
-        raise SettingValueError(
-            f"{name}.client_ids: must be a list of 1 to {MAX_CLIENT_IDS} client IDs of 1 to "
-            f"{MAX_CLIENT_ID_CHARS} characters (apple: bundle or services IDs)"
-        )
-    return list(dict.fromkeys(value))
-
-
-def _is_client_id(value: Any) -> bool:
-    return isinstance(value, str) and 0 < len(value) <= MAX_CLIENT_ID_CHARS and value.isprintable()
-
-
-def _issuer(name: str, value: Any) -> str:
-    url = _url(name, "issuer", value)
-    if urlsplit(url).query:
-        raise SettingValueError(f"{name}.issuer: must not contain a ?query")
-    return url
-
-
-def _url(name: str, key: str, value: Any) -> str:
-    if not isinstance(value, str) or not 0 < len(value) <= MAX_URL_CHARS:
-        raise SettingValueError(
-            f"{name}.{key}: must be a URL of at most {MAX_URL_CHARS} characters"
-        )
-    problem = _url_problem(value)
-    if problem:
-        raise SettingValueError(f"{name}.{key}: {problem}")
-    return value
-
-
-def _url_problem(url: str) -> str | None:
-    """Why `url` may not be fetched (https, or http to a loopback host), or None."""
-    try:
-        parts = urlsplit(url)
-        host, _ = parts.hostname, parts.port
-    except ValueError:
-        return "is not a valid URL"
-    if not url.isprintable() or " " in url:
-        return "must not contain spaces or control characters"
-    if parts.username is not None or parts.password is not None:
-        return "must not contain a user name or password"
-    if "#" in url:
-        return "must not contain a #fragment"
-    if not host:
-        return "must name a host, as in https://issuer.example.com"
-    try:
-        httpx.URL(url).host  # noqa: B018 - what the client will make of it
-    except (httpx.InvalidURL, UnicodeError):
-        return "is not a valid URL"
-    if parts.scheme == "https" or (parts.scheme == "http" and host in _LOOPBACK):
-        return None
-    return "must be an https:// URL (http:// only to 127.0.0.1, ::1 or localhost, for testing)"
 
 
 # --- fetching and caching provider documents (JWKS, discovery) -----------------------------
@@ -563,7 +453,7 @@ class OidcVerifier:
         elif not isinstance(jwks_uri, str) or len(jwks_uri) > MAX_URL_CHARS:
             problem = "it has no jwks_uri"
         else:
-            problem = _url_problem(jwks_uri) or ""
+            problem = url_problem(jwks_uri) or ""
         if problem:
             log.warning("OpenID configuration of %s refused: %s", issuer, problem)
             raise ProviderUnavailable("the sign-in provider's OpenID configuration is unusable")
@@ -601,6 +491,6 @@ def _issuers(provider: str, config: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 def _not_configured(provider: Any) -> str:
-    if isinstance(provider, str) and _NAME.fullmatch(provider):
+    if isinstance(provider, str) and PROVIDER_NAME.fullmatch(provider):
         return f"sign-in with {provider!r} is not configured (auth.oidc)"
     return "no such sign-in provider"
