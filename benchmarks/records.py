@@ -701,45 +701,68 @@ def bench_target(args: argparse.Namespace, target: Target, lua_dir: Path) -> lis
     for workload in args.workloads:
         if workload in RULE_WORKLOADS and target.list_rule is None:
             continue  # baas only
-        method, path, body, status = sample_request(target, workload)
-        sample = (anonymous if workload in RULE_WORKLOADS else client).request(method, path, body)
-        if sample.status != status:
-            text = sample.body[:300].decode(errors="replace")
-            raise BenchError(
-                f"{target.system} {workload}: {method} {path} answered {sample.status}, "
-                f"expected {status}: {text}"
-            )
+        caller = anonymous if workload in RULE_WORKLOADS else client
+        sample = check_sample(caller, target, workload, sample_request(target, workload))
         script = write_lua(target, workload, lua_dir)
-        if args.warmup > 0:
-            run_wrk(args, target.base_url, script, args.warmup)
-        before = cpu_snapshot(target.pids, target.markers)
-        measured = run_wrk(args, target.base_url, script, args.duration)
-        other = other_cpu(before, cpu_snapshot(target.pids, target.markers))
-        result = Result(
-            workload=workload,
-            system=target.system,
-            version=target.version,
-            requests_per_sec=measured.requests_per_sec,
-            p50_ms=measured.latency_ms["50"],
-            p99_ms=measured.latency_ms["99"],
-            latency_ms=measured.latency_ms,
-            requests=measured.requests,
-            duration_s=measured.duration_s,
-            non_2xx=measured.non_2xx,
-            socket_errors=measured.socket_errors,
-            response_bytes=len(sample.body),
-            other_cpu_cores=other,
-        )
-        errors = f", {measured.errors:,} errors" if measured.errors else ""
-        if other is not None and other >= NOISY_CORES:
-            errors += f" (other processes used {other:.2f} cores meanwhile)"
-        print(
-            f"  {workload:<11} {measured.requests_per_sec:>10,.0f} req/s  "
-            f"p50 {fmt_ms(result.p50_ms)}  p99 {fmt_ms(result.p99_ms)}{errors}",
-            flush=True,
-        )
-        results.append(result)
+        results.append(measure(args, target, workload, lambda s=script: s, len(sample.body)))
     return results
+
+
+def check_sample(
+    client: Client, target: Target, workload: str, request: tuple[str, str, Any, int]
+) -> Response:
+    """Send one request of the workload (method, path, body, expected status) before loading
+    it, so that a misconfiguration fails the run instead of measuring error responses."""
+    method, path, body, status = request
+    sample = client.request(method, path, body)
+    if sample.status != status:
+        text = sample.body[:300].decode(errors="replace")
+        raise BenchError(
+            f"{target.system} {workload}: {method} {path} answered {sample.status}, "
+            f"expected {status}: {text}"
+        )
+    return sample
+
+
+def measure(
+    args: argparse.Namespace,
+    target: Target,
+    workload: str,
+    script: Callable[[], Path],
+    response_bytes: int,
+) -> Result:
+    """Warm up, then measure one workload with wrk. `script` gives the Lua for each wrk run (a
+    workload with single-use credentials writes fresh ones each time)."""
+    if args.warmup > 0:
+        run_wrk(args, target.base_url, script(), args.warmup)
+    lua = script()
+    before = cpu_snapshot(target.pids, target.markers)
+    measured = run_wrk(args, target.base_url, lua, args.duration)
+    other = other_cpu(before, cpu_snapshot(target.pids, target.markers))
+    result = Result(
+        workload=workload,
+        system=target.system,
+        version=target.version,
+        requests_per_sec=measured.requests_per_sec,
+        p50_ms=measured.latency_ms["50"],
+        p99_ms=measured.latency_ms["99"],
+        latency_ms=measured.latency_ms,
+        requests=measured.requests,
+        duration_s=measured.duration_s,
+        non_2xx=measured.non_2xx,
+        socket_errors=measured.socket_errors,
+        response_bytes=response_bytes,
+        other_cpu_cores=other,
+    )
+    errors = f", {measured.errors:,} errors" if measured.errors else ""
+    if other is not None and other >= NOISY_CORES:
+        errors += f" (other processes used {other:.2f} cores meanwhile)"
+    print(
+        f"  {workload:<12} {measured.requests_per_sec:>10,.0f} req/s  "
+        f"p50 {fmt_ms(result.p50_ms)}  p99 {fmt_ms(result.p99_ms)}{errors}",
+        flush=True,
+    )
+    return result
 
 
 # -- CPU used by processes outside the benchmark -------------------------------------------------
@@ -817,10 +840,20 @@ def fmt_ms(ms: float) -> str:
     return f"{ms * 1000:.0f}us" if ms < 1 else f"{ms:.1f}ms"
 
 
-def ratios(results: Sequence[Result]) -> dict[str, float]:
+@dataclass(frozen=True)
+class Comparison:
+    """A line of ratios under the results table, and its key in the JSON report."""
+
+    key: str
+    label: str
+    values: dict[str, float]
+
+
+def ratios(results: Sequence[Result], workloads: Sequence[str] = WORKLOADS) -> dict[str, float]:
+    """baas req/s over PocketBase req/s, per workload both ran."""
     by_key = {(r.workload, r.system): r for r in results}
     out = {}
-    for workload in WORKLOADS:
+    for workload in workloads:
         ours, theirs = by_key.get((workload, "baas")), by_key.get((workload, "pb"))
         if ours and theirs and theirs.requests_per_sec > 0:
             out[workload] = ours.requests_per_sec / theirs.requests_per_sec
@@ -837,10 +870,25 @@ def rule_overheads(results: Sequence[Result]) -> dict[str, float]:
     return out
 
 
-def render(results: Sequence[Result], notes: Sequence[str]) -> str:
-    header = f"{'workload':<12} {'system':<6} {'req/s':>9} {'p50':>9} {'p99':>9}  errors"
+def compare(results: Sequence[Result]) -> list[Comparison]:
+    return [
+        Comparison("ratios", "ratios (baas/pb req/s)", ratios(results)),
+        Comparison(
+            "rule_overheads", "rule+filter vs unfiltered (baas req/s)", rule_overheads(results)
+        ),
+    ]
+
+
+def render(
+    results: Sequence[Result],
+    notes: Sequence[str],
+    workloads: Sequence[str] = WORKLOADS,
+    comparisons: Sequence[Comparison] = (),
+) -> str:
+    width = max(12, *(len(w) for w in workloads))
+    header = f"{'workload':<{width}} {'system':<6} {'req/s':>9} {'p50':>9} {'p99':>9}  errors"
     lines = [header, "-" * len(header)]
-    order = {w: i for i, w in enumerate(WORKLOADS)}
+    order = {w: i for i, w in enumerate(workloads)}
     for r in sorted(results, key=lambda r: (order[r.workload], SYSTEMS.index(r.system))):
         errors = r.non_2xx + sum(r.socket_errors.values())
         detail = "0"
@@ -848,7 +896,7 @@ def render(results: Sequence[Result], notes: Sequence[str]) -> str:
             socket = ", ".join(f"{k} {v}" for k, v in r.socket_errors.items() if v)
             detail = f"{errors:,} (non-2xx {r.non_2xx:,}" + (f"; {socket}" if socket else "") + ")"
         lines.append(
-            f"{r.workload:<12} {r.system:<6} {r.requests_per_sec:>9,.0f} "
+            f"{r.workload:<{width}} {r.system:<6} {r.requests_per_sec:>9,.0f} "
             f"{fmt_ms(r.p50_ms):>9} {fmt_ms(r.p99_ms):>9}  {detail}"
         )
     failed = [
@@ -869,18 +917,11 @@ def render(results: Sequence[Result], notes: Sequence[str]) -> str:
         lines.append(
             "warning: other processes used CPU (cores) while measuring " + ", ".join(noisy)
         )
-    found = ratios(results)
-    if found:
+    shown = [c for c in comparisons if c.values]
+    if shown:
         lines.append("")
-        lines.append(
-            "ratios (baas/pb req/s): " + ", ".join(f"{w} {x:.2f}x" for w, x in found.items())
-        )
-    overhead = rule_overheads(results)
-    if overhead:
-        lines.append(
-            "rule+filter vs unfiltered (baas req/s): "
-            + ", ".join(f"{w} {x:.2f}x" for w, x in overhead.items())
-        )
+    for c in shown:
+        lines.append(f"{c.label}: " + ", ".join(f"{k} {x:.2f}x" for k, x in c.values.items()))
     if notes:
         lines.append("")
         lines.extend(f"note: {n}" for n in notes)
@@ -900,9 +941,16 @@ def default_tool(name: str) -> Path | None:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = build_parser("Load-test baas and PocketBase side by side with wrk.", WORKLOADS, "records")
+    return check_args(p, p.parse_args(argv), WORKLOADS)
+
+
+def build_parser(
+    description: str, workloads: Sequence[str], benchmark: str
+) -> argparse.ArgumentParser:
+    """The options every benchmark of this directory takes."""
     p = argparse.ArgumentParser(
-        description="Load-test baas and PocketBase side by side with wrk.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     p.add_argument("-d", "--duration", type=float, default=10, help="seconds measured per run")
     p.add_argument("-w", "--warmup", type=float, default=2, help="warm-up seconds per run")
@@ -918,8 +966,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--workloads",
-        default=",".join(WORKLOADS),
-        help=f"comma-separated, from {','.join(WORKLOADS)}",
+        default=",".join(workloads),
+        help=f"comma-separated, from {','.join(workloads)}",
     )
     p.add_argument("--workers", type=int, default=2, help="baas server processes")
     p.add_argument(
@@ -952,15 +1000,24 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--wrk", default=shutil.which("wrk"), help="wrk executable")
     p.add_argument("--start-timeout", type=float, default=120, help="seconds to wait for a server")
     p.add_argument(
-        "-o", "--output", type=Path, help="JSON results file (default results/records-<ts>.json)"
+        "-o",
+        "--output",
+        type=Path,
+        help=f"JSON results file (default results/{benchmark}-<ts>.json)",
     )
     p.add_argument(
         "--keep-temp", action="store_true", help="keep the scratch directory (data, logs, Lua)"
     )
-    args = p.parse_args(argv)
+    return p
+
+
+def check_args(
+    p: argparse.ArgumentParser, args: argparse.Namespace, workloads: Sequence[str]
+) -> argparse.Namespace:
+    """The parsed options, split and checked (exits with a usage error otherwise)."""
     args.baas_env = dict(split_env(p, item) for item in args.baas_env)
     args.systems = split_choice(p, "--systems", args.systems, SYSTEMS)
-    args.workloads = split_choice(p, "--workloads", args.workloads, WORKLOADS)
+    args.workloads = split_choice(p, "--workloads", args.workloads, workloads)
     if args.duration <= 0 or args.connections < 1 or args.threads < 1 or args.records < 1:
         p.error("--duration, --connections, --threads and --records must be positive")
     if args.threads > args.connections:
@@ -1036,7 +1093,30 @@ def _raise_exit(signum: int, frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+    return run(parse_args(argv), "records", bench_system, WORKLOADS, compare)
+
+
+def bench_system(
+    args: argparse.Namespace, system: str, work: Path, lua_dir: Path
+) -> tuple[Target, list[Result]]:
+    """Start one system, seed it, load it with every chosen workload, stop it."""
+    start = baas_target if system == "baas" else pocketbase_target
+    with start(args, work) as target:
+        return target, bench_target(args, target, lua_dir)
+
+
+SystemBench = Callable[[argparse.Namespace, str, Path, Path], tuple[Target, list[Result]]]
+
+
+def run(
+    args: argparse.Namespace,
+    benchmark: str,
+    bench: SystemBench,
+    workloads: Sequence[str],
+    comparisons: Callable[[Sequence[Result]], list[Comparison]],
+) -> int:
+    """Run `bench` for each chosen system in a scratch directory, print the table and write
+    the JSON report; the process exit status."""
     missing = check_tools(args)
     if missing:
         print(f"error: {missing}", file=sys.stderr)
@@ -1044,7 +1124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _raise_exit)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
     started = dt.datetime.now(dt.UTC)
-    output: Path = args.output or RESULTS_DIR / f"records-{started:%Y%m%d-%H%M%S}.json"
+    output: Path = args.output or RESULTS_DIR / f"{benchmark}-{started:%Y%m%d-%H%M%S}.json"
     work = Path(tempfile.mkdtemp(prefix="baas-bench-"))
     lua_dir = work / "lua"
     lua_dir.mkdir()
@@ -1068,11 +1148,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         for system in args.systems:
             print(f"\n== {SYSTEM_LABELS[system]} ==", flush=True)
-            start = baas_target if system == "baas" else pocketbase_target
-            with start(args, work) as target:
-                versions[system] = target.version
-                notes.extend(target.notes)
-                results.extend(bench_target(args, target, lua_dir))
+            target, measured = bench(args, system, work, lua_dir)
+            versions[system] = target.version
+            notes.extend(target.notes)
+            results.extend(measured)
         ok = True
     except BenchError as exc:
         print(f"\nerror: {exc}", file=sys.stderr)
@@ -1090,9 +1169,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     notes.append(f"load generator and server share this machine's {cpus} core(s)")
     if busy is not None:
         notes.append(f"CPU busy with other work just before the run: {busy:.0f}%")
-    print("\n" + render(results, notes))
+    found = comparisons(results)
+    print("\n" + render(results, notes, workloads, found))
     report = {
-        "benchmark": "records",
+        "benchmark": benchmark,
         "started": started.isoformat(timespec="seconds"),
         "machine": {
             "cpus": cpus,
@@ -1113,8 +1193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "pb_created_index": args.pb_index,
         },
         "results": [asdict(r) for r in results],
-        "ratios": ratios(results),
-        "rule_overheads": rule_overheads(results),
+        **{c.key: c.values for c in found},
         "notes": notes,
     }
     output.parent.mkdir(parents=True, exist_ok=True)

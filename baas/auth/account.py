@@ -5,6 +5,7 @@ or not the address has an account; redeeming a link is single-use (see `onetime`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from baas.auth import mfa, onetime, passwords, ratelimit, sessions
@@ -48,17 +49,24 @@ async def _email_request_allowed(ctx: AppContext, email: str, client: Client) ->
 
 
 async def request_verification(ctx: AppContext, body: Any, client: Client) -> None:
+    await _request_link(ctx, body, client, "verify", lambda u: not u["verified"])
+
+
+async def _request_link(
+    ctx: AppContext, body: Any, client: Client, kind: str, wanted: Callable[[Any], bool]
+) -> None:
+    """Count the request, answer; then, if the address has an enabled account that `wanted`
+    accepts, mail it a `kind` link (after the answer: its time must not tell)."""
     email = normal_email(_object(body).get("email"))
     if await _email_request_allowed(ctx, email, client):
-        ctx.spawn(_send_verification(ctx, email), "verification mail")
+        ctx.spawn(_send_link(ctx, kind, email, wanted), f"{kind} mail")
 
 
-async def _send_verification(ctx: AppContext, email: str) -> None:
-    """After the answer: whether there is an account must not show in the response time."""
+async def _send_link(ctx: AppContext, kind: str, email: str, wanted: Callable[[Any], bool]) -> None:
     async with ctx.db.transaction() as tx:
         user = await by_email(tx, email)
-        if user is not None and not user["verified"] and not user["disabled"]:
-            await links_mail(ctx, tx, "verify", user["id"], email)
+        if user is not None and not user["disabled"] and wanted(user):
+            await links_mail(ctx, tx, kind, user["id"], email)
     ctx.mailer.wake()
 
 
@@ -79,17 +87,7 @@ async def confirm_verification(ctx: AppContext, body: Any) -> dict[str, Any]:
 
 
 async def request_reset(ctx: AppContext, body: Any, client: Client) -> None:
-    email = normal_email(_object(body).get("email"))
-    if await _email_request_allowed(ctx, email, client):
-        ctx.spawn(_send_reset(ctx, email), "password reset mail")
-
-
-async def _send_reset(ctx: AppContext, email: str) -> None:
-    async with ctx.db.transaction() as tx:
-        user = await by_email(tx, email)
-        if user is not None and not user["disabled"]:
-            await links_mail(ctx, tx, "reset", user["id"], email)
-    ctx.mailer.wake()
+    await _request_link(ctx, body, client, "reset", lambda _: True)
 
 
 async def confirm_reset(ctx: AppContext, body: Any) -> dict[str, Any]:
