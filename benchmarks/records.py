@@ -296,7 +296,10 @@ def baas_target(args: argparse.Namespace, work: Path) -> Iterator[Target]:
             f"/api/collections/{COLLECTION}/records?per_page=20&sort=-created&filter="
             + quote(RULE_FILTER)
         )
-        notes.append(f"baas list-rule*: anonymous, list rule {READ_RULE!r}, filter {RULE_FILTER!r}")
+        if any(w in RULE_WORKLOADS for w in args.workloads):
+            notes.append(
+                f"baas list-rule*: anonymous, list rule {READ_RULE!r}, filter {RULE_FILTER!r}"
+            )
         yield Target(
             system="baas",
             base_url=base,
@@ -508,11 +511,6 @@ wrk.method = {method}
 wrk.path = {path}
 """
 
-LUA_BODY = """\
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = {body}
-"""
-
 LUA_GET_ONE = """\
 local ids = {{}}
 for line in io.lines({ids_file}) do ids[#ids + 1] = line end
@@ -553,12 +551,9 @@ def lua_table(mapping: dict[str, str]) -> str:
     return "{" + items + "}"
 
 
-def lua_static(method: str, path: str, body: Any = None) -> str:
-    """Lua for a workload that sends one fixed request (with `body` as JSON, if any)."""
-    script = LUA_STATIC.format(method=lua_string(method), path=lua_string(path))
-    if body is not None:
-        script += LUA_BODY.format(body=lua_string(json.dumps(body, separators=(",", ":"))))
-    return script
+def lua_static(method: str, path: str) -> str:
+    """Lua for a workload that sends one fixed request without a body."""
+    return LUA_STATIC.format(method=lua_string(method), path=lua_string(path))
 
 
 def lua_get_one(prefix: str, ids: Sequence[str], ids_file: Path) -> str:
@@ -1114,9 +1109,10 @@ def run(
     bench: SystemBench,
     workloads: Sequence[str],
     comparisons: Callable[[Sequence[Result]], list[Comparison]],
+    extra_config: dict[str, Any] | None = None,
 ) -> int:
     """Run `bench` for each chosen system in a scratch directory, print the table and write
-    the JSON report; the process exit status."""
+    the JSON report (`extra_config`: the benchmark's own options); the process exit status."""
     missing = check_tools(args)
     if missing:
         print(f"error: {missing}", file=sys.stderr)
@@ -1191,6 +1187,7 @@ def run(
             "baas_database": "external" if args.database_url else "embedded",
             "baas_env": args.baas_env,
             "pb_created_index": args.pb_index,
+            **(extra_config or {}),
         },
         "results": [asdict(r) for r in results],
         **{c.key: c.values for c in found},

@@ -28,6 +28,7 @@ from baas.runtime_settings import RuntimeSettings
 CHANNEL = "baas_sessions"
 MAX_USER_AGENT = 300
 _SEAL_PURPOSE = "refresh token"
+_CAP_LOCK = 0x6261_0004  # advisory lock namespace (two-key form) of per-account session caps
 
 
 @dataclass(frozen=True)
@@ -165,7 +166,9 @@ async def revoke_by_refresh_token(ex: Executor, token: str) -> str | None:
 
 
 async def enforce_cap(ex: Executor, subject: str, cap: int) -> None:
-    """End the least recently used sessions of `subject` beyond `cap`."""
+    """End the least recently used sessions of `subject` beyond `cap`. Sign-ins of one account
+    take turns here: two at once would lock its old sessions in different orders (deadlock)."""
+    await ex.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", _CAP_LOCK, subject)
     await ex.fetchval(
         "WITH r AS (UPDATE baas.sessions SET revoked = now(), "
         "revoked_reason = 'too_many_sessions', current_token = NULL WHERE id IN "

@@ -63,7 +63,7 @@ class Listener:
 
     def _dispatch(self, _conn: object, _pid: int, channel: str, payload: object) -> None:
         for handler in self._handlers.get(channel, []):
-            task = asyncio.get_running_loop().create_task(handler(str(payload)))
+            task = asyncio.get_running_loop().create_task(_handle(handler, str(payload)))
             task.add_done_callback(_log_failure)
 
     async def _supervise(self) -> None:
@@ -81,6 +81,22 @@ class Listener:
                     log.warning("reconnect failed (%s); retrying in %.1fs", exc, delay)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 10.0)
+
+
+RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+async def _handle(handler: Handler, payload: str) -> None:
+    """Run a handler, retrying while it fails (a pool exhausted for a moment must not leave
+    this process on stale state: revocations, keys, schema)."""
+    for delay in RETRY_DELAYS_S:
+        try:
+            await handler(payload)
+            return
+        except Exception as exc:
+            log.warning("notification handler failed (%s); retrying in %.1fs", exc, delay)
+            await asyncio.sleep(delay)
+    await handler(payload)
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

@@ -340,3 +340,30 @@ def test_a_revoked_session_is_refused_by_another_server(database_url: str, tmp_p
         assert cb.get("/api/auth/me", headers=carol).json()["error"]["code"] == "session_ended"
         refreshed = cb.post("/api/auth/refresh", json={"refresh_token": signed_in["refresh_token"]})
         assert refreshed.status_code == 401
+
+
+async def test_sign_ins_at_the_session_cap_take_turns(
+    anon: httpx.AsyncClient, alice: Account, ctx: Any
+) -> None:
+    """An account at its cap of sessions: concurrent sign-ins each end the oldest one, without
+    deadlocking on the rows they both want to end, and the cap holds."""
+    from baas.auth.flows import MAX_SESSIONS
+
+    await configure(anon, rate__sign_in_ip="off", rate__sign_in_account="off")
+    await ctx.db.execute(
+        "INSERT INTO baas.sessions (subject, role, expires, max_expires, last_used) "
+        "SELECT $1, 'user', now() + interval '1 day', now() + interval '1 day', "
+        "now() - make_interval(secs => n) FROM generate_series(1, $2) AS n",
+        alice.id,
+        MAX_SESSIONS,
+    )
+    body = {"email": alice.email, "password": PASSWORD}
+    for _ in range(5):
+        answers = await asyncio.gather(
+            *(anon.post("/api/auth/sign-in", json=body) for _ in range(8))
+        )
+        assert [r.status_code for r in answers] == [200] * 8, [r.text for r in answers]
+    active = await ctx.db.fetchval(
+        "SELECT count(*) FROM baas.sessions WHERE subject = $1 AND revoked IS NULL", alice.id
+    )
+    assert active == MAX_SESSIONS
