@@ -120,8 +120,8 @@ async def delete_superuser(request: Request) -> Response:
     who = require_admin(request)
     by = who.id if who.kind == "superuser" else None
     ctx = context(request)
-    await superusers.delete(ctx.db, request.path_params["id"], by)
-    await ctx.revoked.reload(ctx.db, request.path_params["id"])
+    deleted = await superusers.delete(ctx.db, request.path_params["id"], by)
+    await ctx.revoked.reload(ctx.db, deleted)
     return no_content()
 
 

@@ -11,7 +11,6 @@ Tokens and codes are 256-bit random values, so they are stored as plain SHA-256.
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import hmac
 import os
@@ -128,9 +127,3 @@ def new_token() -> str:
 
 def token_hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
-
-
-def constant_time_equal(a: str, b: str) -> bool:
-    with contextlib.suppress(UnicodeEncodeError):
-        return hmac.compare_digest(a.encode(), b.encode())
-    return False

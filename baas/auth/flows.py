@@ -53,7 +53,7 @@ def _object(body: Any) -> dict[str, Any]:
     return dict(body)
 
 
-def _password_text(value: Any) -> str:
+def password_text(value: Any) -> str:
     if not isinstance(value, str) or not value or len(value) > passwords.MAX_PASSWORD_LENGTH:
         raise InvalidCredentials("the email or password is wrong")
     return value
@@ -144,7 +144,7 @@ async def answer_challenge(ctx: AppContext, body: Any, client: Client) -> dict[s
 async def sign_in(ctx: AppContext, body: Any, client: Client) -> dict[str, Any]:
     body = _object(body)
     email = normal_email(body.get("email"))
-    password = _password_text(body.get("password"))
+    password = password_text(body.get("password"))
     await ratelimit.hit(
         ctx.db,
         [

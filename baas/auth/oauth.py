@@ -49,7 +49,7 @@ async def sign_in_with_id_token(
     for retry in (False, True):
         try:
             async with ctx.db.transaction() as tx:
-                user_id = await _resolve(ctx, tx, claims, current)
+                user_id, claimed = await _resolve(ctx, tx, claims, current)
                 user = await by_id(tx, user_id)
             break
         except ApiError as exc:  # a concurrent first sign-in (a double tap) created it: find it
@@ -57,12 +57,16 @@ async def sign_in_with_id_token(
                 raise
     if user is None or user["disabled"]:
         raise Forbidden("this account is disabled", code="account_disabled")
-    await ctx.revoked.reload(ctx.db, user_id)  # linking by email may have ended sessions
+    if claimed:  # the squatter's sessions ended: refuse their tokens here at once
+        await ctx.revoked.reload(ctx.db, user_id)
     ctx.mailer.wake()
     return await complete_sign_in(ctx, user_id, "user", ["oidc"], client)
 
 
-async def _resolve(ctx: AppContext, tx: Executor, claims: IdClaims, current: str | None) -> str:
+async def _resolve(
+    ctx: AppContext, tx: Executor, claims: IdClaims, current: str | None
+) -> tuple[str, bool]:
+    """The user this identity signs in as, and whether a never-verified account was claimed."""
     linked = await tx.fetchval(
         "UPDATE baas.identities SET last_sign_in = now(), email = coalesce($3, email) "
         "WHERE provider = $1 AND subject = $2 RETURNING user_id",
@@ -73,10 +77,10 @@ async def _resolve(ctx: AppContext, tx: Executor, claims: IdClaims, current: str
     if linked is not None:
         if current is not None and current != linked:
             raise Conflict("this provider account is linked to another user", code="identity_taken")
-        return str(linked)
+        return str(linked), False
     if current is not None:
         await _link_current(tx, claims, current)
-        return current
+        return current, False
     if claims.email is not None and not claims.email_verified:
         raise EmailNotVerified(
             f"{claims.provider} has not verified this email address: verify it there first"
@@ -86,9 +90,8 @@ async def _resolve(ctx: AppContext, tx: Executor, claims: IdClaims, current: str
         if existing is not None:
             if existing["disabled"]:  # before anything changes on it
                 raise Forbidden("this account is disabled", code="account_disabled")
-            await _link_by_email(tx, claims, existing)
-            return str(existing["id"])
-    return await _create(ctx, tx, claims)
+            return str(existing["id"]), await _link_by_email(tx, claims, existing)
+    return await _create(ctx, tx, claims), False
 
 
 async def _add_identity(tx: Executor, claims: IdClaims, user_id: str) -> None:
@@ -117,10 +120,12 @@ async def _link_current(tx: Executor, claims: IdClaims, user_id: str) -> None:
     )
 
 
-async def _link_by_email(tx: Executor, claims: IdClaims, user: Any) -> None:
+async def _link_by_email(tx: Executor, claims: IdClaims, user: Any) -> bool:
+    """Link to the account with the provider's verified address; True if that account had never
+    proven it, and so was taken from whoever set it up."""
     await _add_identity(tx, claims, user["id"])
     if user["verified"]:
-        return
+        return False
     # The address was never proven by whoever set the password: that person loses access.
     await tx.execute(
         f"UPDATE {users_table()} SET password_hash = NULL, verified = true WHERE id = $1",
@@ -138,6 +143,7 @@ async def _link_by_email(tx: Executor, claims: IdClaims, user: Any) -> None:
         "UPDATE baas.auth_tokens SET used = now() WHERE subject = $1 AND used IS NULL", user["id"]
     )
     await sessions.revoke_all(tx, user["id"], "email_claimed_by_provider")
+    return True
 
 
 async def _create(ctx: AppContext, tx: Executor, claims: IdClaims) -> str:

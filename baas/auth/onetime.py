@@ -49,16 +49,21 @@ async def issue(
     return token
 
 
+def _presented(token: Any, what: str) -> bytes:
+    """The hash a presented token is looked up by; 400 if it cannot be one of ours."""
+    if not isinstance(token, str) or not 20 <= len(token) <= MAX_TOKEN_LENGTH:
+        raise InvalidLinkToken(f"the {what} is missing or malformed")
+    return token_hash(token)
+
+
 async def redeem(ex: Executor, kind: str, token: Any) -> Any:
     """The token's row (subject, email, data), consumed; InvalidLinkToken if it is unknown,
     expired or already used."""
-    if not isinstance(token, str) or not 20 <= len(token) <= MAX_TOKEN_LENGTH:
-        raise InvalidLinkToken("the token is missing or malformed")
     row = await ex.fetchrow(
         "UPDATE baas.auth_tokens SET used = now() "
         "WHERE hash = $1 AND kind = $2 AND used IS NULL AND expires > now() "
         "RETURNING subject, email, data",
-        token_hash(token),
+        _presented(token, "token"),
         kind,
     )
     if row is None:
@@ -69,13 +74,11 @@ async def redeem(ex: Executor, kind: str, token: Any) -> Any:
 async def attempt(ex: Executor, kind: str, token: Any, max_attempts: int) -> Any:
     """Count an attempt at answering a challenge without consuming it; its row, or
     InvalidLinkToken once it is unknown, expired, used or out of attempts."""
-    if not isinstance(token, str) or not 20 <= len(token) <= MAX_TOKEN_LENGTH:
-        raise InvalidLinkToken("the challenge token is missing or malformed")
     row = await ex.fetchrow(
         "UPDATE baas.auth_tokens SET attempts = attempts + 1 "
         "WHERE hash = $1 AND kind = $2 AND used IS NULL AND expires > now() "
         "AND attempts < $3 RETURNING subject, email, data, attempts",
-        token_hash(token),
+        _presented(token, "challenge token"),
         kind,
         max_attempts,
     )

@@ -22,10 +22,11 @@ from baas.auth.flows import (
     account_limit,
     complete_sign_in,
     ip_limit,
+    password_text,
     upgrade_hash,
 )
 from baas.auth.sessions import Client
-from baas.auth.users import check_password, normal_email
+from baas.auth.users import check_password, normal_email, strong_password
 from baas.context import AppContext
 from baas.db.errors import UniqueViolation
 from baas.db.pool import Database
@@ -34,9 +35,8 @@ from baas.errors import (
     Forbidden,
     InvalidParameter,
     NotFound,
-    ValidationFailed,
-    field_error,
 )
+from baas.records.validation import record_id
 
 log = logging.getLogger("baas.auth")
 
@@ -47,10 +47,7 @@ _LOCK_KEY = 0x6261_6173_0003
 
 async def create(db: Database, email: Any, password: Any, min_length: int = 8) -> dict[str, Any]:
     email = normal_email(email)
-    problem = passwords.password_problem(password, min_length, email)
-    if problem:
-        raise ValidationFailed({"password": field_error("weak_password", problem)})
-    password_hash = await passwords.hash_password(str(password))
+    password_hash = await passwords.hash_password(strong_password(password, min_length, email))
     try:
         row = await db.fetchrow(
             "INSERT INTO baas.superusers (email, password_hash) VALUES ($1, $2) "
@@ -71,29 +68,36 @@ async def list_all(db: Database) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
-async def delete(db: Database, superuser_id: str, by: str | None = None) -> None:
-    """Delete a superuser (never the last one, nor yourself: the console would lock you out)."""
+async def delete(db: Database, raw_id: str, by: str | None = None) -> str:
+    """Delete a superuser (never the last one, nor yourself: the console would lock you out);
+    its id."""
+    superuser_id = record_id(raw_id)
+    if superuser_id is None:
+        raise NotFound("no superuser with this id", code="superuser_not_found")
     if by == superuser_id:
         raise Forbidden("you cannot delete yourself", code="cannot_delete_self")
     async with db.transaction() as tx:
         await tx.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
-        count = await tx.fetchval("SELECT count(*) FROM baas.superusers")
-        found = await tx.fetchval("SELECT 1 FROM baas.superusers WHERE id::text = $1", superuser_id)
-        if found is None:
+        row = await tx.fetchrow(
+            "SELECT count(*) AS total, count(*) FILTER (WHERE id = $1) AS found "
+            "FROM baas.superusers",
+            superuser_id,
+        )
+        assert row is not None
+        if not row["found"]:
             raise NotFound("no superuser with this id", code="superuser_not_found")
-        if count <= 1:
+        if row["total"] <= 1:
             raise Conflict("the last superuser cannot be deleted", code="last_superuser")
-        await tx.execute("DELETE FROM baas.superusers WHERE id::text = $1", superuser_id)
-        await tx.execute("SELECT baas.revoke_sessions($1::uuid, 'superuser_deleted')", superuser_id)
+        await tx.execute("DELETE FROM baas.superusers WHERE id = $1", superuser_id)
+        await tx.execute("SELECT baas.revoke_sessions($1, 'superuser_deleted')", superuser_id)
+    return superuser_id
 
 
 async def sign_in(ctx: AppContext, body: Any, client: Client) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise InvalidParameter("send a JSON object", code="invalid_body")
     email = normal_email(body.get("email"))
-    password = body.get("password")
-    if not isinstance(password, str) or len(password) > passwords.MAX_PASSWORD_LENGTH:
-        raise InvalidCredentials("the email or password is wrong")
+    password = password_text(body.get("password"))
     await ratelimit.hit(
         ctx.db,
         [

@@ -62,7 +62,14 @@ def normal_email(value: Any, field: str = "email") -> str:
 def check_password(
     ctx: AppContext, password: Any, email: str | None, field: str = "password"
 ) -> str:
-    problem = passwords.password_problem(password, ctx.runtime["auth.password_min_length"], email)
+    return strong_password(password, ctx.runtime["auth.password_min_length"], email, field)
+
+
+def strong_password(
+    password: Any, min_length: int, email: str | None, field: str = "password"
+) -> str:
+    """The password, if it is acceptable; 400 validation_failed (weak_password) otherwise."""
+    problem = passwords.password_problem(password, min_length, email)
     if problem:
         raise ValidationFailed({field: field_error("weak_password", problem)})
     assert isinstance(password, str)

@@ -8,7 +8,7 @@ transaction, after checking no other change landed since the plan was made; then
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -174,18 +174,7 @@ def _with_system_fields(users: Collection) -> Collection:
             "rename them (renamed_from) before upgrading"
         )
     custom = tuple(f for f in users.fields if not f.system)
-    return auth.with_built_ins(
-        Collection(
-            users.name,
-            custom,
-            users.indexes,
-            users.id,
-            rules=users.rules,
-            search=users.search,
-            search_language=users.search_language,
-        ),
-        users.rules,
-    )
+    return auth.with_built_ins(replace(users, fields=custom), users.rules)
 
 
 async def history(db: Database, limit: int = 50) -> list[dict[str, Any]]:
