@@ -45,6 +45,11 @@ from baas.http.request import context, request_id
 from baas.http.responses import error_response, json_response
 from baas.http.routing import route
 from baas.openapi.document import openapi_document
+from baas.realtime import api as realtime_api
+from baas.realtime import changelog, channels
+from baas.realtime.channels import Channels
+from baas.realtime.hub import Hub
+from baas.realtime.service import Realtime
 from baas.records import api as records_api
 from baas.runtime_settings import CHANNEL as SETTINGS_CHANNEL
 from baas.runtime_settings import RuntimeSettings
@@ -140,7 +145,7 @@ async def check_secret_key(settings: Settings) -> str | None:
     return None
 
 
-async def start(settings: Settings) -> tuple[AppContext, Listener]:
+async def start(settings: Settings) -> tuple[AppContext, Listener, Realtime]:
     """Everything a process needs before it serves its first request."""
     if not settings.database_url:
         raise RuntimeError("no database URL: start the server with `baas serve`")
@@ -152,8 +157,10 @@ async def start(settings: Settings) -> tuple[AppContext, Listener]:
         if applied:
             log.info("applied %d system migration(s)", len(applied))
         ctx = await open_context(settings, db)
-        listener = _listener(ctx)
+        live = Realtime(Hub(ctx), Channels(ctx))
+        listener = _listener(ctx, live)
         await listener.start()
+        await live.start()
         await ctx.mailer.start()
         setup = await superusers.prepare_setup(db, settings.data_dir)
     except BaseException:
@@ -175,10 +182,11 @@ async def start(settings: Settings) -> tuple[AppContext, Listener]:
         len(cache.schema.collections),
         os.getpid(),
     )
-    return ctx, listener
+    return ctx, listener, live
 
 
-async def stop(ctx: AppContext, listener: Listener) -> None:
+async def stop(ctx: AppContext, listener: Listener, live: Realtime) -> None:
+    await live.stop()
     await ctx.drain()
     await listener.stop()
     await ctx.mailer.stop()
@@ -186,7 +194,7 @@ async def stop(ctx: AppContext, listener: Listener) -> None:
     await ctx.db.close()
 
 
-def _listener(ctx: AppContext) -> Listener:
+def _listener(ctx: AppContext, live: Realtime) -> Listener:
     listener = Listener(ctx.settings.database_url, pool_options(ctx.settings))
 
     async def reload_schema(_payload: str = "") -> None:
@@ -208,6 +216,7 @@ def _listener(ctx: AppContext) -> Listener:
         ctx.mailer.wake()  # SMTP may just have been configured
 
     async def reload_all() -> None:
+        live.hub.wake()  # changes committed while the connection was down
         await reload_schema()
         await reload_keys()
         await reload_revoked()
@@ -219,6 +228,9 @@ def _listener(ctx: AppContext) -> Listener:
     listener.subscribe(sessions.CHANNEL, reload_revoked)
     listener.subscribe(tokens.CHANNEL, reload_signing_keys)
     listener.subscribe(SETTINGS_CHANNEL, reload_settings)
+    listener.subscribe(changelog.CHANNEL, live.hub.on_notify)
+    listener.subscribe(channels.PRESENCE, live.channels.on_presence)
+    listener.subscribe(channels.BROADCAST, live.channels.on_broadcast)
     listener.on_connect(reload_all)
     return listener
 
@@ -229,20 +241,20 @@ def create_app(settings: Settings, *, authenticate: Authenticate = authenticate)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        ctx, listener = await start(settings)
+        ctx, listener, live = await start(settings)
         housekeeper = Housekeeper(ctx.db)
         housekeeper.start()
         warm = asyncio.create_task(asyncio.to_thread(passwords.warm_up))
         if access_log is not None:
             access_log.start()
         try:
-            yield {"ctx": ctx}
+            yield {"ctx": ctx, "realtime": live}
         finally:
             await warm
             if access_log is not None:
                 await access_log.close()
             await housekeeper.stop()
-            await stop(ctx, listener)
+            await stop(ctx, listener, live)
 
     async def openapi(request: Request) -> Response:
         ctx = context(request)
@@ -273,6 +285,7 @@ def create_app(settings: Settings, *, authenticate: Authenticate = authenticate)
     app = Starlette(
         routes=[
             *records_api.routes,
+            *realtime_api.routes,
             *auth_api.routes,
             *admin_api.routes,
             *admin_auth_api.routes,

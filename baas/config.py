@@ -83,6 +83,22 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_path_depth", int, 3, "Most relations one path goes through (a.b.c)."),
     Setting("max_expand", int, 10, "Most paths in one expand."),
     Setting("max_expand_depth", int, 3, "Deepest expand path (readers.team.owner)."),
+    Setting("realtime_max_subscriptions", int, 100, "Realtime subscriptions per connection."),
+    Setting("realtime_max_channels", int, 20, "Realtime channels one connection may join."),
+    Setting("realtime_max_message_bytes", int, 16_384, "Largest realtime client message."),
+    Setting("realtime_max_messages_per_s", int, 50, "Realtime client messages a second (10 s)."),
+    Setting("realtime_max_connections_per_user", int, 50, "Realtime connections per user."),
+    Setting("realtime_max_connections_per_ip", int, 500, "Realtime connections per address."),
+    Setting(
+        "realtime_max_queued_bytes", int, 1_048_576, "Unsent bytes before a slow client is cut."
+    ),
+    Setting("realtime_idle_timeout_s", float, 75.0, "Seconds a silent realtime client may stay."),
+    Setting("realtime_ping_interval_s", float, 25.0, "Seconds between realtime pings."),
+    Setting("realtime_retention_s", int, 3600, "Seconds changes are kept for replay (`since`)."),
+    Setting("realtime_max_replay", int, 10_000, "Most changes replayed for one `since`."),
+    Setting(
+        "realtime_presence_timeout_s", int, 30, "Seconds before a dead instance leaves presence."
+    ),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -154,6 +170,18 @@ class Settings:
     max_path_depth: int = 3
     max_expand: int = 10
     max_expand_depth: int = 3
+    realtime_max_subscriptions: int = 100
+    realtime_max_channels: int = 20
+    realtime_max_message_bytes: int = 16_384
+    realtime_max_messages_per_s: int = 50
+    realtime_max_connections_per_user: int = 50
+    realtime_max_connections_per_ip: int = 500
+    realtime_max_queued_bytes: int = 1_048_576
+    realtime_idle_timeout_s: float = 75.0
+    realtime_ping_interval_s: float = 25.0
+    realtime_retention_s: int = 3600
+    realtime_max_replay: int = 10_000
+    realtime_presence_timeout_s: int = 30
 
     @property
     def embedded(self) -> bool:
@@ -211,7 +239,14 @@ class Settings:
             problems.append(f"BAAS_LOG_LEVEL: must be one of {', '.join(LOG_LEVELS)}")
         if self.log_format not in LOG_FORMATS:
             problems.append(f"BAAS_LOG_FORMAT: must be one of {', '.join(LOG_FORMATS)}")
-        for name in ("workers", "db_pool_min", "db_pool_max", "default_per_page", "max_per_page"):
+        for name in (
+            "workers",
+            "db_pool_min",
+            "db_pool_max",
+            "default_per_page",
+            "max_per_page",
+            *(s.name for s in SETTINGS if s.name.startswith("realtime_")),
+        ):
             if getattr(self, name) < 1:
                 problems.append(f"{_BY_NAME[name].env}: must be at least 1")
         if self.db_pool_min > self.db_pool_max:

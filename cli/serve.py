@@ -62,6 +62,11 @@ def run(settings: Settings) -> None:
             forwarded_allow_ips=",".join(resolved.trusted_proxies),
             timeout_keep_alive=resolved.http_keepalive_s,
             timeout_graceful_shutdown=10,
+            # realtime: the sans-I/O implementation (no tasks of its own per connection), no
+            # compression (a zlib context per connection costs more memory than it saves)
+            ws="websockets-sansio",
+            ws_per_message_deflate=False,
+            ws_max_size=resolved.realtime_max_message_bytes,
         )
         if resolved.workers == 1:
             uvicorn.run(create_app(resolved), **common)

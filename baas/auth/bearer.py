@@ -41,11 +41,16 @@ def authenticate(scope: MutableMapping[str, Any], header: str | None) -> Identit
 
 def identify_access_token(ctx: Any, token: str) -> Identity:
     """The identity of a valid, unrevoked access token; 401 otherwise."""
+    return identity_from_claims(access_claims(ctx, token))
+
+
+def access_claims(ctx: Any, token: str) -> dict[str, Any]:
+    """The claims of a valid, unrevoked access token; 401 otherwise."""
     try:
-        claims = ctx.signer.verify(token)
+        claims: dict[str, Any] = ctx.signer.verify(token)
     except InvalidToken as exc:
         code = "token_expired" if str(exc) == "expired" else "invalid_token"
         raise Unauthorized(f"the access token is not valid: {exc}", code=code) from None
     if claims["sid"] in ctx.revoked:
         raise Unauthorized("the session has ended: sign in again", code="session_ended")
-    return identity_from_claims(claims)
+    return claims

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 
 from baas.auth.identity import ANONYMOUS, Identity
 from baas.auth.sessions import Client
@@ -13,7 +13,7 @@ from baas.context import AppContext
 from baas.errors import MalformedJson, UnsupportedMediaType
 
 
-def context(request: Request) -> AppContext:
+def context(request: HTTPConnection) -> AppContext:
     return request.scope["state"]["ctx"]  # type: ignore[no-any-return]
 
 
@@ -25,7 +25,7 @@ def request_id(request: Request) -> str | None:
     return request.scope.get("baas.request_id")
 
 
-def client(request: Request) -> Client:
+def client(request: HTTPConnection) -> Client:
     """The caller's address (X-Forwarded-For honoured only from a trusted proxy) and agent."""
     peer = request.client.host if request.client else None
     trusted = context(request).settings.trusted_proxies

@@ -14,12 +14,13 @@ import orjson
 from sqlglot import exp
 
 from baas.db.sqltree import column, ident, literal, render, template
-from baas.schema.auth_collection import AUTH_COLLECTION
+from baas.schema.auth_collection import AUTH_COLLECTION, SECRET_FIELDS
 from baas.schema.fields import TYPES, column_type
 from baas.schema.models import TABLE_SCHEMA, Collection, Field, Index, Schema
 from baas.schema.names import constraint_name
 
 S = TABLE_SCHEMA
+_SECRETS = ", ".join(f"'{name}'" for name in sorted(SECRET_FIELDS))  # constant names, not input
 
 
 def _t(name: str) -> dict[str, str]:
@@ -49,12 +50,19 @@ def create_table(c: Collection) -> list[exp.Expression]:
         n=constraint_name(c.id, "touch"),
         **_t(c.name),
     )
+    changes = template(
+        "CREATE TRIGGER __n AFTER INSERT OR UPDATE OR DELETE ON __s.__t FOR EACH ROW "
+        # secrets never enter the change log (the arguments name the columns left out)
+        f"EXECUTE FUNCTION baas.record_changed({_SECRETS if c.name == AUTH_COLLECTION else ''})",
+        n=constraint_name(c.id, "changes"),
+        **_t(c.name),
+    )
     created_index = template(
         "CREATE INDEX __n ON __s.__t (created, id)",
         n=constraint_name(c.id, "created"),
         **_t(c.name),
     )
-    return [create, touch, created_index]
+    return [create, touch, changes, created_index]
 
 
 def column_def(f: Field) -> exp.ColumnDef:

@@ -1,0 +1,166 @@
+"""One realtime connection: who it is, what it subscribed to, and its bounded outbox.
+
+The hub never waits for a client: it appends to the outbox and moves on. A sender task per
+connection drains it, several queued changes to one `changes` frame, at the pace the client
+reads. A client that falls more than `realtime_max_queued_bytes` behind is cut off (close 4008)
+and its outbox dropped, so a slow reader costs bounded memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.websockets import WebSocket
+
+from baas.auth.identity import ANONYMOUS, Identity
+from baas.config import Settings
+from baas.realtime.access import Spec
+from baas.realtime.protocol import CLOSE_SLOW, render
+
+CLOSE_WAIT_S = 10.0
+RATE_WINDOW_S = 10.0
+_CHANGES_HEAD = b'{"type":"changes","changes":['
+
+
+@dataclass(eq=False, slots=True)
+class Subscription:
+    conn: Connection
+    id: str
+    collection: str
+    record: str | None
+    spec: Spec
+    fields: tuple[str, ...] | None = None
+    head: bytes = b""  # `{"sub":"<id>",` : each entry starts with it
+    buffer: list[bytes] | None = field(default=None)  # live entries held while replaying
+
+    def deliver(self, entry: bytes) -> None:
+        if self.buffer is not None:
+            self.buffer.append(entry)
+            self.conn.count(len(entry))
+        else:
+            self.conn.event(entry)
+
+
+class Connection:
+    def __init__(
+        self,
+        ws: WebSocket,
+        ip: str | None,
+        settings: Settings,
+        on_cut: Callable[[Connection], None],
+    ) -> None:
+        self.ws = ws
+        self.ip = ip
+        self.identity: Identity = ANONYMOUS
+        self.expires_at: float | None = None
+        self.subs: dict[str, Subscription] = {}
+        self.channels: dict[str, str] = {}  # channel -> this connection's member id there
+        self.closed: int | None = None  # the close code, once cut
+        self._out: list[bytes | str] = []
+        self._queued = 0
+        self._limit = settings.realtime_max_queued_bytes
+        self._rate = float(settings.realtime_max_messages_per_s)
+        self._budget = self._rate * RATE_WINDOW_S
+        now = time.monotonic()
+        self._budget_at = now
+        self.last_heard = now
+        self.last_ping = now
+        self._wake = asyncio.Event()
+        self._on_cut = on_cut
+        self._sender = asyncio.create_task(self._send_loop(), name="baas-realtime-send")
+        self._closer: asyncio.Task[None] | None = None
+
+    # -- what the client sends ----------------------------------------------------------------
+
+    def heard(self) -> bool:
+        """A message came: note it; False when the client is over its message rate."""
+        now = time.monotonic()
+        self.last_heard = now
+        capacity = self._rate * RATE_WINDOW_S
+        self._budget = min(capacity, self._budget + (now - self._budget_at) * self._rate)
+        self._budget_at = now
+        self._budget -= 1
+        return self._budget >= 0
+
+    # -- what it is sent ----------------------------------------------------------------------
+
+    def event(self, entry: bytes) -> None:
+        """Queue one change entry (a JSON object, without the surrounding message)."""
+        if self.closed is None:
+            self._out.append(entry)
+            self.count(len(entry))
+            self._wake.set()
+
+    def send(self, message: dict[str, Any]) -> None:
+        """Queue a message of its own (replies, errors, presence, ...)."""
+        if self.closed is None:
+            text = render(message)
+            self._out.append(text)
+            self.count(len(text))
+            self._wake.set()
+
+    def count(self, size: int) -> None:
+        self._queued += size
+        if self._queued > self._limit:
+            self.cut(CLOSE_SLOW, "too slow: reconnect with since")
+
+    def cut(self, code: int, reason: str) -> None:
+        """Close the connection with `code`, dropping what was queued; the hub forgets it."""
+        if self.closed is not None:
+            return
+        self.closed = code
+        self._out.clear()
+        self._queued = 0
+        self._sender.cancel()
+        self._on_cut(self)
+        self._closer = asyncio.create_task(self._close(code, reason), name="baas-realtime-close")
+
+    async def _close(self, code: int, reason: str) -> None:
+        # Waits while the client reads nothing (the close frame queues behind unread data).
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.ws.close(code, reason), CLOSE_WAIT_S)
+
+    async def finish(self) -> None:
+        """The socket is gone: stop sending."""
+        if self.closed is None:
+            self.closed = 1000
+            self._out.clear()
+            self._on_cut(self)
+        self._sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._sender
+        if self._closer is not None:
+            await self._closer
+
+    async def _send_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._out:
+                items, self._out, self._queued = self._out, [], 0
+                for frame in _frames(items):
+                    await self.ws.send_text(frame)
+
+
+def _frames(items: list[bytes | str]) -> Iterator[str]:
+    """Queued items as frames: runs of change entries joined into one `changes` message."""
+    run: list[bytes] = []
+    for item in items:
+        if isinstance(item, bytes):
+            run.append(item)
+            continue
+        if run:
+            yield _changes(run)
+            run = []
+        yield item
+    if run:
+        yield _changes(run)
+
+
+def _changes(entries: list[bytes]) -> str:
+    return (_CHANGES_HEAD + b",".join(entries) + b"]}").decode()
