@@ -85,14 +85,15 @@ async def replay(
 
 async def trim(db: Database, retention_s: int) -> int:
     """Drop changes older than the retention window; how many went."""
-    status = await db.execute(
+    gone = await db.fetchval(
         "WITH gone AS (DELETE FROM baas.changes WHERE pos <= (SELECT max(pos) FROM baas.changes "
-        "WHERE at < now() - make_interval(secs => $1)) RETURNING pos) "
-        "UPDATE baas.change_state SET trimmed_through = greatest(trimmed_through, "
-        "(SELECT max(pos) FROM gone)) WHERE id = 1 AND EXISTS (SELECT 1 FROM gone)",
+        "WHERE at < now() - make_interval(secs => $1)) RETURNING pos), "
+        "marked AS (UPDATE baas.change_state SET trimmed_through = greatest(trimmed_through, "
+        "(SELECT max(pos) FROM gone)) WHERE id = 1 AND EXISTS (SELECT 1 FROM gone)) "
+        "SELECT count(*) FROM gone",
         float(retention_s),
     )
-    return int(status.rsplit(" ", 1)[-1])
+    return int(gone)
 
 
 Decoder = Callable[[dict[str, Any]], dict[str, Any]]

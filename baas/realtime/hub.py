@@ -46,6 +46,7 @@ class Hub:
         self._added = 0  # subscriptions ever added (the pump checks it around an await)
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._schema_version = ctx.schema.version
         self.on_tick: list[Any] = []  # callbacks(now) run every tick (token expiry, presence)
 
     async def start(self) -> None:
@@ -166,18 +167,26 @@ class Hub:
         subs = self._candidates(change) if c is not None else []
         if not subs or c is None:
             return
-        free = [s for s in subs if s.spec.free(c)]
-        paid = [s for s in subs if not s.spec.free(c)]
+        # Free subscribers are served at once, before any await: the set is as of this change.
+        shapes = Shapes(c, change, self.ctx)
+        paid = []
+        tails: dict[tuple[str, ...] | None, bytes] = {}
+        for sub in subs:  # the hot loop: every subscriber of a public collection
+            if not sub.spec.free(c):
+                paid.append(sub)
+                continue
+            tail = tails.get(sub.fields)
+            if tail is None:
+                side = "old" if change.op == "delete" else "new"
+                tail = tails[sub.fields] = shapes.tail(change.op, side, sub.fields, None)
+            sub.deliver(sub.head + tail)
+        if not paid:
+            return
         try:
-            verdicts = await self._judge_live(c, change, paid) if paid else {}
+            verdicts = await self._judge_live(c, change, paid)
         except BaseException:
             self.position = previous  # read it again
             raise
-        shapes = Shapes(c, change, self.ctx)
-        plain = Verdict(change.new_json is not None, change.old_json is not None, None)
-        for sub in free:
-            if sub.conn.subs.get(sub.id) is sub:
-                shapes.deliver(sub, plain)
         for sub in paid:
             verdict = verdicts.get(sub)
             if verdict is not None and sub.conn.subs.get(sub.id) is sub:
@@ -283,6 +292,11 @@ class Hub:
 
     def tick(self, now: float) -> None:
         settings = self.ctx.settings
+        if self.ctx.schema.version != self._schema_version:
+            self._schema_version = self.ctx.schema.version
+            for sub in list(subscribers(self)):
+                if self.ctx.schema.collection(sub.collection) is None:
+                    self.end(sub, "collection_deleted")
         for conn in list(self.connections):
             if now - conn.last_heard > settings.realtime_idle_timeout_s:
                 conn.cut(CLOSE_IDLE, "idle: answer pings with pong")
@@ -330,10 +344,10 @@ class Shapes:
         key = (action, sub.fields, None if expand is None else dumps(expand))
         tail = self._tails.get(key)
         if tail is None:
-            tail = self._tails[key] = self._tail(action, side, sub.fields, expand)
+            tail = self._tails[key] = self.tail(action, side, sub.fields, expand)
         return sub.head + tail
 
-    def _tail(self, action: str, side: str, fields: tuple[str, ...] | None, expand: Any) -> bytes:
+    def tail(self, action: str, side: str, fields: tuple[str, ...] | None, expand: Any) -> bytes:
         record = self._record(side)
         if fields is not None:
             record = {k: record[k] for k in fields if k in record}
