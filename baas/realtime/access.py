@@ -56,6 +56,15 @@ def check(ctx: AppContext, c: Collection, spec: Spec) -> None:
     _statement(ctx, c, (spec,))
 
 
+def reads_auth(ctx: AppContext, c: Collection, spec: Spec) -> bool:
+    """Whether the spec's verdict depends on who asks (else one evaluation serves everyone)."""
+
+    def build() -> bool:
+        return '"s"."auth"' in _statement(ctx, c, (spec,)).sql
+
+    return ctx.schema.lru(("realtime-reads-auth", c.name, spec), build)
+
+
 def _statement(ctx: AppContext, c: Collection, specs: tuple[Spec, ...]) -> Compiled:
     def build() -> Compiled:
         p = Params()

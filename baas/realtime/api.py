@@ -41,7 +41,8 @@ async def realtime(websocket: WebSocket) -> None:
             if text is None:
                 conn.send(protocol.invalid("frames are UTF-8 text holding JSON").render())
                 continue
-            if len(text) > settings.realtime_max_message_bytes:  # when uvicorn's limit differs
+            limit = settings.realtime_max_message_bytes  # (uvicorn's ws_max_size may differ)
+            if len(text) * 4 > limit and len(text.encode()) > limit:
                 conn.cut(CLOSE_TOO_BIG, "message too big")
                 break
             await _handle(service, conn, text)

@@ -17,10 +17,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from baas.context import AppContext
-from baas.errors import ApiError
-from baas.http.responses import dumps
-from baas.realtime import access, changelog
-from baas.realtime.access import Spec, Verdict
+from baas.realtime import changelog, fanout
 from baas.realtime.changelog import Change
 from baas.realtime.connection import Connection, Subscription
 from baas.realtime.protocol import CLOSE_IDLE
@@ -31,7 +28,7 @@ POLL_S = 5.0  # read the log this often even without a NOTIFY
 TICK_S = 1.0
 TRIM_EVERY_S = 60.0
 RETRY_S = 1.0
-JUDGE_CHUNK = 500  # changes judged per statement during a replay
+JUDGE_CHUNK = 200  # changes judged per statement during a replay
 
 
 class Hub:
@@ -127,11 +124,6 @@ class Hub:
             if not group:
                 del index[key]
 
-    def _candidates(self, change: Change) -> list[Subscription]:
-        subs = list(self._collections.get(change.collection, ()))
-        subs += self._records.get((change.collection, change.record_id), ())
-        return subs
-
     # -- the pump ---------------------------------------------------------------------------------
 
     async def _pump(self) -> None:
@@ -156,83 +148,50 @@ class Hub:
                     self.position = max(self.position, last)
                     return
             batch = await changelog.next_changes(db, self.position)
-            for change in batch:
-                await self._dispatch(change)
+            if batch:
+                await self._dispatch(batch)
             if len(batch) < changelog.BATCH:
                 return
 
-    async def _dispatch(self, change: Change) -> None:
-        previous, self.position = self.position, change.pos
-        c = self.ctx.schema.collection(change.collection)
-        subs = self._candidates(change) if c is not None else []
-        if not subs or c is None:
-            return
-        # Free subscribers are served at once, before any await: the set is as of this change.
-        shapes = Shapes(c, change, self.ctx)
-        paid = []
-        tails: dict[tuple[str, ...] | None, bytes] = {}
-        for sub in subs:  # the hot loop: every subscriber of a public collection
-            if not sub.spec.free(c):
-                paid.append(sub)
-                continue
-            tail = tails.get(sub.fields)
-            if tail is None:
-                side = "old" if change.op == "delete" else "new"
-                tail = tails[sub.fields] = shapes.tail(change.op, side, sub.fields, None)
-            sub.deliver(sub.head + tail)
-        if not paid:
-            return
+    async def _dispatch(self, batch: list[Change]) -> None:
+        """Hand a batch to its subscribers: those subscribed when it is read (a subscription
+        made later starts after it), judged first, then served all at once (a failed query
+        leaves nothing half-sent: the batch is read again)."""
+        previous, self.position = self.position, batch[-1].pos
+        work = []
+        for name, changes in _by_collection(batch).items():
+            c = self.ctx.schema.collection(name)
+            subs = self._subscribers(name, changes) if c is not None else []
+            if c is not None and subs:
+                work.append((c, changes, subs))
+        served = []
         try:
-            verdicts = await self._judge_live(c, change, paid)
+            for c, changes, subs in work:
+                served += await self._entries(c, changes, subs)
         except BaseException:
-            self.position = previous  # read it again
+            self.position = previous
             raise
-        for sub in paid:
-            verdict = verdicts.get(sub)
-            if verdict is not None and sub.conn.subs.get(sub.id) is sub:
-                shapes.deliver(sub, verdict)
+        for sub, entry in served:
+            if sub.conn.subs.get(sub.id) is sub:  # not unsubscribed meanwhile
+                sub.deliver(entry)
 
-    async def _judge_live(
-        self, c: Collection, change: Change, subs: list[Subscription]
-    ) -> dict[Subscription, Verdict]:
-        """One query for every subscriber that needs one; a spec whose filter fails at run
-        time (a client mistake the compiler could not see) ends only its own subscriptions."""
-        specs = tuple(dict.fromkeys(s.spec for s in subs))
-        try:
-            return await self._judge(c, specs, subs, [change])
-        except ApiError as exc:
-            if exc.status >= 500:
-                raise
-        verdicts: dict[Subscription, Verdict] = {}
-        for spec in specs:
-            mine = [s for s in subs if s.spec == spec]
+    def _subscribers(self, name: str, changes: list[Change]) -> list[Subscription]:
+        subs = list(self._collections.get(name, ()))
+        for record in dict.fromkeys(ch.record_id for ch in changes):
+            subs += self._records.get((name, record), ())
+        return subs
+
+    async def _entries(
+        self, c: Collection, changes: list[Change], subs: list[Subscription]
+    ) -> list[tuple[Subscription, bytes]]:
+        while True:
             try:
-                verdicts.update(await self._judge(c, (spec,), mine, [change]))
-            except ApiError as exc:
-                if exc.status >= 500:
-                    raise
-                for sub in mine:
-                    self.end(sub, "filter_failed", exc.message)
-        return verdicts
-
-    async def _judge(
-        self,
-        c: Collection,
-        specs: tuple[Spec, ...],
-        subs: list[Subscription],
-        changes: list[Change],
-    ) -> dict[Subscription, Verdict]:
-        index = {spec: i for i, spec in enumerate(specs)}
-        keys = list(dict.fromkeys((_auth(s), index[s.spec]) for s in subs))
-        position = {key: i for i, key in enumerate(keys)}
-        rows = [(ch.new_json, ch.old_json) for ch in changes]
-        found = await access.judge(self.ctx, c, specs, keys, rows)
-        out: dict[Subscription, Verdict] = {}
-        for sub in subs:
-            verdict = found.get((position[(_auth(sub), index[sub.spec])], 0))
-            if verdict is not None:
-                out[sub] = verdict
-        return out
+                return await fanout.entries(self.ctx, c, changes, subs)
+            except fanout.Failed as failed:
+                ended = [s for s in subs if s.spec == failed.spec]
+                for sub in ended:
+                    self.end(sub, "filter_failed", failed.message)
+                subs = [s for s in subs if s.spec != failed.spec]
 
     def end(self, sub: Subscription, reason: str, message: str = "") -> None:
         """Stop a subscription from the server side, telling the client why."""
@@ -263,28 +222,16 @@ class Hub:
             sub.conn.event(entry)
 
     async def _replay_chunk(self, c: Collection, sub: Subscription, changes: list[Change]) -> None:
-        if sub.spec.free(c):
-            verdicts = {
-                k: Verdict(ch.new_json is not None, ch.old_json is not None, None)
-                for k, ch in enumerate(changes)
-            }
-        else:
-            rows = [(ch.new_json, ch.old_json) for ch in changes]
-            found = await access.judge(self.ctx, c, (sub.spec,), [(_auth(sub), 0)], rows)
-            verdicts = {k: v for (_, k), v in found.items()}
-        conn = sub.conn
-        for k, change in enumerate(changes):
-            verdict = verdicts.get(k)
-            if verdict is not None:
-                entry = Shapes(c, change, self.ctx).entry(sub, verdict)
-                if entry is not None:
-                    conn.event(entry)
+        for _sub, entry in await self._entries(c, changes, [sub]):
+            sub.conn.event(entry)  # straight out: the subscription's buffer holds live ones
 
     # -- timers -----------------------------------------------------------------------------------
 
     async def _ticks(self) -> None:
+        settings = self.ctx.settings
+        interval = max(0.05, min(TICK_S, settings.realtime_ping_interval_s / 2))
         while True:
-            await asyncio.sleep(TICK_S)
+            await asyncio.sleep(interval)
             try:
                 self.tick(time.monotonic())
             except Exception:
@@ -315,72 +262,11 @@ class Hub:
                 log.exception("trimming the change log failed")
 
 
-def _auth(sub: Subscription) -> str | None:
-    identity = sub.conn.identity
-    return identity.id if identity.kind == "user" else None
-
-
-class Shapes:
-    """The entries of one change, rendered once per distinct shape (action, fields, expand)."""
-
-    def __init__(self, c: Collection, change: Change, ctx: AppContext) -> None:
-        self.c = c
-        self.change = change
-        self.ctx = ctx
-        self._tails: dict[Any, bytes] = {}
-        self._records: dict[str, dict[str, Any] | None] = {}
-
-    def deliver(self, sub: Subscription, verdict: Verdict) -> None:
-        entry = self.entry(sub, verdict)
-        if entry is not None:
-            sub.deliver(entry)
-
-    def entry(self, sub: Subscription, verdict: Verdict) -> bytes | None:
-        action = _action(self.change.op, verdict)
-        if action is None:
-            return None
-        side = "old" if action in ("delete", "leave") else "new"
-        expand = verdict.expand if side == "new" else None
-        key = (action, sub.fields, None if expand is None else dumps(expand))
-        tail = self._tails.get(key)
-        if tail is None:
-            tail = self._tails[key] = self.tail(action, side, sub.fields, expand)
-        return sub.head + tail
-
-    def tail(self, action: str, side: str, fields: tuple[str, ...] | None, expand: Any) -> bytes:
-        record = self._record(side)
-        if fields is not None:
-            record = {k: record[k] for k in fields if k in record}
-        if expand:
-            record = {**record, "expand": expand}
-        body = {
-            "change_id": self.change.pos,
-            "action": action,
-            "collection": self.c.name,
-            "record": record,
-        }
-        return dumps(body)[1:]  # the entry's head (`{"sub":...,`) opens the object
-
-    def _record(self, side: str) -> dict[str, Any]:
-        if side not in self._records:
-            row = self.change.row(side)
-            decode = self.ctx.schema.memo(
-                ("realtime-decoder", self.c.name), lambda: changelog.decoder(self.c)
-            )
-            self._records[side] = None if row is None else decode(row)
-        record = self._records[side]
-        assert record is not None
-        return record
-
-
-def _action(op: str, v: Verdict) -> str | None:
-    if op == "create":
-        return "create" if v.new else None
-    if op == "delete":
-        return "delete" if v.old else None
-    if v.new:
-        return "update" if v.old else "enter"
-    return "leave" if v.old else None
+def _by_collection(batch: list[Change]) -> dict[str, list[Change]]:
+    out: dict[str, list[Change]] = {}
+    for change in batch:
+        out.setdefault(change.collection, []).append(change)
+    return out
 
 
 def subscribers(hub: Hub) -> Iterable[Subscription]:

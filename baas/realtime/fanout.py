@@ -1,0 +1,163 @@
+"""Fan-out: a batch of changes of one collection -> the entries each subscriber may see.
+
+Subscribers are grouped by everything that decides their entries: the record they follow (if
+any), their spec, their `fields`, and their `auth.id` when their conditions read it. A group's
+verdicts come from ONE query for all groups and all changes of the batch (none for free
+groups), and its entries are rendered once; each subscriber then gets one byte string per batch
+(its entries joined, each opening with the subscriber's own `{"sub":...,`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from baas.context import AppContext
+from baas.errors import ApiError
+from baas.http.responses import dumps
+from baas.realtime import access, changelog
+from baas.realtime.access import Spec, Verdict
+from baas.realtime.changelog import Change
+from baas.realtime.connection import Subscription
+from baas.schema.models import Collection
+
+_FREE = object()  # the `who` of groups that need no verdict
+Key = tuple[str | None, Spec, tuple[str, ...] | None, Any]
+
+
+class Failed(Exception):
+    """A spec's filter failed at run time (a client mistake the compiler could not see)."""
+
+    def __init__(self, spec: Spec, message: str) -> None:
+        super().__init__(message)
+        self.spec = spec
+        self.message = message
+
+
+async def entries(
+    ctx: AppContext, c: Collection, changes: list[Change], subs: list[Subscription]
+) -> list[tuple[Subscription, bytes]]:
+    """What each subscriber gets from `changes` (in order), one query at most."""
+    groups: dict[Key, list[Subscription]] = {}
+    for sub in subs:
+        spec = sub.spec
+        if spec.free(c):
+            who: Any = _FREE
+        else:
+            who = _auth(sub) if access.reads_auth(ctx, c, spec) else None
+        groups.setdefault((sub.record, spec, sub.fields, who), []).append(sub)
+    verdicts = await _verdicts(ctx, c, changes, [k for k in groups if k[3] is not _FREE])
+    shapes = [_Shapes(c, ch, ctx) for ch in changes]
+    out = []
+    for key, members in groups.items():
+        record, _spec, fields, who = key
+        tails = []
+        for k, change in enumerate(changes):
+            if record is not None and change.record_id != record:
+                continue
+            verdict = _plain(change) if who is _FREE else verdicts.get((key, k))
+            tail = None if verdict is None else shapes[k].tail(verdict, fields)
+            if tail is not None:
+                tails.append(tail)
+        if tails:
+            for sub in members:
+                head = sub.head
+                out.append((sub, head + (b"," + head).join(tails)))
+    return out
+
+
+async def _verdicts(
+    ctx: AppContext, c: Collection, changes: list[Change], keys: list[Key]
+) -> dict[tuple[Key, int], Verdict]:
+    if not keys:
+        return {}
+    specs = tuple(dict.fromkeys(k[1] for k in keys))
+    index = {spec: i for i, spec in enumerate(specs)}
+    subscribers = list(dict.fromkeys((k[3], index[k[1]]) for k in keys))
+    position = {s: i for i, s in enumerate(subscribers)}
+    rows = [(ch.new_json, ch.old_json) for ch in changes]
+    try:
+        found = await access.judge(ctx, c, specs, subscribers, rows)
+    except ApiError as exc:
+        if exc.status >= 500:
+            raise
+        for spec in specs:  # which spec was it? its subscriptions end, the others go on
+            try:
+                await access.judge(ctx, c, (spec,), [(None, 0)], rows)
+            except ApiError as failure:
+                if failure.status >= 500:
+                    raise
+                raise Failed(spec, failure.message) from None
+        raise
+    out = {}
+    for key in keys:
+        i = position[(key[3], index[key[1]])]
+        for k in range(len(changes)):
+            verdict = found.get((i, k))
+            if verdict is not None:
+                out[(key, k)] = verdict
+    return out
+
+
+def _plain(change: Change) -> Verdict:
+    return Verdict(change.new_json is not None, change.old_json is not None, None)
+
+
+def _auth(sub: Subscription) -> str | None:
+    identity = sub.conn.identity
+    return identity.id if identity.kind == "user" else None
+
+
+class _Shapes:
+    """The entries of one change, rendered once per distinct shape (action, fields, expand)."""
+
+    def __init__(self, c: Collection, change: Change, ctx: AppContext) -> None:
+        self.c = c
+        self.change = change
+        self.ctx = ctx
+        self._tails: dict[Any, bytes] = {}
+        self._records: dict[str, dict[str, Any]] = {}
+
+    def tail(self, verdict: Verdict, fields: tuple[str, ...] | None) -> bytes | None:
+        """The entry without its head (`{"sub":...,`), or None when there is nothing to send."""
+        action = _action(self.change.op, verdict)
+        if action is None:
+            return None
+        side = "old" if action in ("delete", "leave") else "new"
+        expand = verdict.expand if side == "new" else None
+        key = (action, fields, None if expand is None else dumps(expand))
+        tail = self._tails.get(key)
+        if tail is None:
+            record = self._record(side)
+            if fields is not None:
+                record = {k: record[k] for k in fields if k in record}
+            if expand:
+                record = {**record, "expand": expand}
+            body = {
+                "change_id": self.change.pos,
+                "action": action,
+                "collection": self.c.name,
+                "record": record,
+            }
+            tail = self._tails[key] = dumps(body)[1:]  # the head opens the object
+        return tail
+
+    def _record(self, side: str) -> dict[str, Any]:
+        record = self._records.get(side)
+        if record is None:
+            row = self.change.row(side)
+            assert row is not None
+            decode = self.ctx.schema.memo(
+                ("realtime-decoder", self.c.name), lambda: changelog.decoder(self.c)
+            )
+            record = self._records[side] = decode(row)
+        return record
+
+
+def _action(op: str, v: Verdict) -> str | None:
+    if op == "create":
+        return "create" if v.new else None
+    if op == "delete":
+        return "delete" if v.old else None
+    if v.new:
+        return "update" if v.old else "enter"
+    return "leave" if v.old else None
