@@ -169,24 +169,17 @@ async def test_unsubscribe_stops_changes(live: Live) -> None:
     await ws.subscribe("s1", "posts")
 
 
-async def test_replies_and_errors_carry_the_ref(live: Live) -> None:
+async def test_refusals_name_the_subscription_and_replies_carry_the_ref(live: Live) -> None:
     await live.apply(POSTS)
     ws = await live.connect()
     await ws.send({"type": "subscribe", "id": "s1", "collection": "posts", "ref": "r-1"})
     await ws.expect("subscribed", id="s1", ref="r-1")
     await ws.send({"type": "subscribe", "id": "s2", "collection": "nope", "ref": "r-2"})
     await ws.error("collection_not_found", id="s2", ref="r-2")
+    await ws.send({"type": "subscribe", "id": "s3", "collection": "posts", "record": "not-a-uuid"})
+    await ws.error("invalid_parameter", id="s3")
     await ws.send({"type": "ping", "ref": "r-3"})
     await ws.expect("pong", ref="r-3")
-
-
-async def test_unknown_collection_and_bad_record_id(live: Live) -> None:
-    await live.apply(POSTS)
-    ws = await live.connect()
-    await ws.send({"type": "subscribe", "id": "s1", "collection": "nope"})
-    await ws.error("collection_not_found", id="s1")
-    await ws.send({"type": "subscribe", "id": "s2", "collection": "posts", "record": "not-a-uuid"})
-    await ws.error("invalid_parameter", id="s2")
-    # neither refusal took the id: both can subscribe now
-    await ws.subscribe("s1", "posts")
+    # no refusal took its id: both can subscribe now
     await ws.subscribe("s2", "posts")
+    await ws.subscribe("s3", "posts")

@@ -17,11 +17,12 @@ BLOBS: dict[str, Any] = {
 MB = 1024 * 1024
 TOTAL = 2000  # records written while the slow client reads nothing
 BODY = 40_000  # characters of text in each: 80 MB of events for a subscriber of everything
-PER_BATCH = 20
+PER_BATCH = 20  # 800 KB of events a batch: under the queue limit, so only not reading is slow
+QUEUE_LIMIT = MB
 
 
 async def test_a_slow_consumer_is_cut_off_and_costs_bounded_memory(serve: Serve) -> None:
-    live = await serve(realtime_max_queued_bytes=64 * 1024)
+    live = await serve(realtime_max_queued_bytes=QUEUE_LIMIT)
     await live.apply(BLOBS)
     fast = await live.connect()
     await fast.subscribe("f", "blobs", fields="id,n")  # small entries: it keeps up easily

@@ -52,10 +52,7 @@ async def test_records_enter_and_leave_the_list_rule(live: Live) -> None:
     await live.update("items", item["id"], {"views": 2})
     await live.delete("items", item["id"])
     await ws.no_changes(0.2)
-    assert [enter["change_id"], update["change_id"]] == sorted(
-        {enter["change_id"], update["change_id"]}
-    )
-    assert update["change_id"] < leave["change_id"]
+    assert enter["change_id"] < update["change_id"] < leave["change_id"]
 
 
 async def test_records_enter_and_leave_a_filter(live: Live) -> None:
@@ -131,15 +128,6 @@ async def test_hidden_fields_never_appear(live: Live) -> None:
         assert_hidden(ws, "closed-hidden-value")
 
 
-async def test_hidden_fields_cannot_be_asked_for(live: Live) -> None:
-    await live.apply(SECRETS)
-    ws = await live.connect(live.settings.service_key)
-    await ws.send({"type": "subscribe", "id": "f", "collection": "posts", "fields": "id,secret"})
-    await ws.error("invalid_parameter", id="f")
-    await ws.send({"type": "subscribe", "id": "q", "collection": "posts", "filter": "secret = 'x'"})
-    await ws.error("invalid_filter", id="q")
-
-
 async def test_users_events_never_carry_email_or_password_hash(live: Live) -> None:
     profiles = {
         "users": {"rules": {"list": "", "view": "", "update": "id = auth.id", "create": ""}}
@@ -159,9 +147,11 @@ async def test_users_events_never_carry_email_or_password_hash(live: Live) -> No
     )
     assert changed.status_code == 204, changed.text
     for ws in (anon, admin):
-        seen = await ws.drain(quiet=0.3)
-        assert seen and seen[0]["action"] == "create"
-        assert any(c["record"].get("name") == "Zed" for c in seen)
+        seen: list[dict[str, Any]] = []
+        while not any(c["record"].get("name") == "Zed" for c in seen):
+            seen.extend(await ws.changes(1))
+        seen.extend(await ws.drain(quiet=0.3))  # the sign-in's and the password change's
+        assert seen[0]["action"] == "create"
         assert {c["record"]["id"] for c in seen} == {zed.id}
         for change in seen:
             assert "email" not in change["record"], change
@@ -236,8 +226,13 @@ async def test_fields_and_expand_shape_the_records(live: Live) -> None:
 
 
 async def test_bad_fields_and_expand_are_refused(live: Live) -> None:
-    await live.apply(BOOKS)
-    ws = await live.connect()
+    await live.apply({"collections": {**BOOKS["collections"], **SECRETS["collections"]}})
+    ws = await live.connect(live.settings.service_key)
+    # hidden fields cannot be asked for, not even by a service key
+    await ws.send({"type": "subscribe", "id": "f", "collection": "posts", "fields": "id,secret"})
+    await ws.error("invalid_parameter", id="f")
+    await ws.send({"type": "subscribe", "id": "q", "collection": "posts", "filter": "secret = 'x'"})
+    await ws.error("invalid_filter", id="q")
     for i, options in enumerate(
         [{"fields": "id,nope"}, {"expand": "nope"}, {"expand": "title"}, {"fields": ","}]
     ):
