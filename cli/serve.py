@@ -16,7 +16,7 @@ from typing import Any, Optional
 import typer
 import uvicorn
 
-from baas.app import check_secret_key, create_app
+from baas.app import check_secret_key, create_app, tune_gc
 from baas.config import SETTINGS, Setting, Settings
 from cli.runtime import embedded_if_needed, load_settings
 
@@ -69,7 +69,9 @@ def run(settings: Settings) -> None:
             ws_max_size=resolved.realtime_max_message_bytes,
         )
         if resolved.workers == 1:
-            uvicorn.run(create_app(resolved), **common)
+            app = create_app(resolved)
+            tune_gc()
+            uvicorn.run(app, **common)
             return
         # Workers are separate processes: they rebuild the same settings from the environment.
         for setting in SETTINGS:
