@@ -95,22 +95,28 @@ def _statement(ctx: AppContext, c: Collection, specs: tuple[Spec, ...]) -> Compi
                 pairs += [exp.Literal.string(e.name), col.this]
             return exp.Anonymous(this="json_build_object", expressions=pairs)
 
+        # The rows are decoded once per change (materialized), not once per (subscriber,
+        # change) pair; `_k` cannot clash with a field (field names start with a letter).
         query = template(
-            "SELECT __s.__i, __ch.__k, __new_ok, __old_ok, __ex "
+            "WITH __nr AS MATERIALIZED (SELECT __ch.__k, __x.* FROM unnest(CAST(CAST(__news AS "
+            "TEXT[]) AS JSONB[])) WITH ORDINALITY AS __ch(__j, __k) CROSS JOIN LATERAL "
+            "jsonb_populate_record(CAST(NULL AS __sc.__t), __ch.__j) AS __x), "
+            "__or AS MATERIALIZED (SELECT __ch.__k, __x.* FROM unnest(CAST(CAST(__olds AS "
+            "TEXT[]) AS JSONB[])) WITH ORDINALITY AS __ch(__j, __k) CROSS JOIN LATERAL "
+            "jsonb_populate_record(CAST(NULL AS __sc.__t), __ch.__j) AS __x) "
+            "SELECT __s.__i, __n.__k, __new_ok, __old_ok, __ex "
             "FROM unnest(CAST(__auths AS UUID[]), CAST(__specs AS INT[])) "
             "WITH ORDINALITY AS __s(__auth, __spec, __i) "
-            "CROSS JOIN unnest(CAST(CAST(__news AS TEXT[]) AS JSONB[]), "
-            "CAST(CAST(__olds AS TEXT[]) AS JSONB[])) WITH ORDINALITY AS __ch(__new, __old, __k) "
-            "CROSS JOIN LATERAL jsonb_populate_record(CAST(NULL AS __sc.__t), __ch.__new) AS __n "
-            "CROSS JOIN LATERAL jsonb_populate_record(CAST(NULL AS __sc.__t), __ch.__old) AS __o",
+            "CROSS JOIN __nr AS __n JOIN __or AS __o ON __o.__k = __n.__k",
             s="s",
             i="i",
             ch="ch",
-            k="k",
+            k="_k",
+            j="j",
+            x="x",
+            nr="new_rows",
             auth="auth",
             spec="spec",
-            new="new",
-            old="old",
             n=NEW,
             o=OLD,
             sc=TABLE_SCHEMA,
@@ -122,8 +128,17 @@ def _statement(ctx: AppContext, c: Collection, specs: tuple[Spec, ...]) -> Compi
             new_ok=named(per_spec(ok(NEW)), "new_ok"),
             old_ok=named(per_spec(ok(OLD)), "old_ok"),
             ex=named(per_spec(expanded) if any(s.expand for s in specs) else exp.Null(), "ex"),
+            **{"or": "old_rows"},
         )
-        return p.compile(query)
+        # Only pairs with something to send come back (with a per-user rule, few do).
+        seen = template(
+            "SELECT * FROM __q AS __v WHERE __v.__new_ok OR __v.__old_ok",
+            q=exp.Subquery(this=query),
+            v="v",
+            new_ok="new_ok",
+            old_ok="old_ok",
+        )
+        return p.compile(seen)
 
     return ctx.schema.lru(("realtime", c.name, specs), build)
 
