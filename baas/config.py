@@ -89,9 +89,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("realtime_max_messages_per_s", int, 50, "Realtime client messages a second (10 s)."),
     Setting("realtime_max_connections_per_user", int, 50, "Realtime connections per user."),
     Setting("realtime_max_connections_per_ip", int, 500, "Realtime connections per address."),
-    Setting(
-        "realtime_max_queued_bytes", int, 1_048_576, "Unsent bytes before a slow client is cut."
-    ),
+    Setting("realtime_max_queued_bytes", int, 262_144, "Unsent bytes before a slow client is cut."),
     Setting("realtime_idle_timeout_s", float, 75.0, "Seconds a silent realtime client may stay."),
     Setting("realtime_ping_interval_s", float, 25.0, "Seconds between realtime pings."),
     Setting("realtime_retention_s", int, 3600, "Seconds changes are kept for replay (`since`)."),
@@ -176,7 +174,7 @@ class Settings:
     realtime_max_messages_per_s: int = 50
     realtime_max_connections_per_user: int = 50
     realtime_max_connections_per_ip: int = 500
-    realtime_max_queued_bytes: int = 1_048_576
+    realtime_max_queued_bytes: int = 262_144
     realtime_idle_timeout_s: float = 75.0
     realtime_ping_interval_s: float = 25.0
     realtime_retention_s: int = 3600

@@ -18,7 +18,7 @@ from baas.db.pool import Database
 from baas.records.sql import output_columns
 from baas.schema.models import Collection
 
-BATCH = 500
+BATCH = 100  # changes per read: a bounded fan-out burst
 ACTIONS = {"I": "create", "U": "update", "D": "delete"}
 CHANNEL = "baas_changes"
 

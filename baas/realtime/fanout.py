@@ -21,6 +21,7 @@ from baas.realtime.connection import Subscription
 from baas.schema.models import Collection
 
 _FREE = object()  # the `who` of groups that need no verdict
+MAX_PAIRS = 20_000  # (subscriber, change) pairs judged by one statement
 Key = tuple[str | None, Spec, tuple[str, ...] | None, Any]
 
 
@@ -50,14 +51,16 @@ async def entries(
     out = []
     for key, members in groups.items():
         record, _spec, fields, who = key
+        if who is _FREE:
+            judged = [(k, _plain(ch)) for k, ch in enumerate(changes)]
+        else:
+            judged = verdicts.get(key, [])
         tails = []
-        for k, change in enumerate(changes):
-            if record is not None and change.record_id != record:
-                continue
-            verdict = _plain(change) if who is _FREE else verdicts.get((key, k))
-            tail = None if verdict is None else shapes[k].tail(verdict, fields)
-            if tail is not None:
-                tails.append(tail)
+        for k, verdict in judged:
+            if record is None or changes[k].record_id == record:
+                tail = shapes[k].tail(verdict, fields)
+                if tail is not None:
+                    tails.append(tail)
         if tails:
             for sub in members:
                 head = sub.head
@@ -67,16 +70,39 @@ async def entries(
 
 async def _verdicts(
     ctx: AppContext, c: Collection, changes: list[Change], keys: list[Key]
-) -> dict[tuple[Key, int], Verdict]:
+) -> dict[Key, list[tuple[int, Verdict]]]:
+    """For each key, the changes (by index, in order) it may see something of."""
     if not keys:
         return {}
     specs = tuple(dict.fromkeys(k[1] for k in keys))
     index = {spec: i for i, spec in enumerate(specs)}
     subscribers = list(dict.fromkeys((k[3], index[k[1]]) for k in keys))
     position = {s: i for i, s in enumerate(subscribers)}
+    holders: dict[int, list[Key]] = {}
+    for key in keys:
+        holders.setdefault(position[(key[3], index[key[1]])], []).append(key)
     rows = [(ch.new_json, ch.old_json) for ch in changes]
+    step = max(1, MAX_PAIRS // len(subscribers))  # a bounded statement, whatever the load
+    found: dict[tuple[int, int], Verdict] = {}
+    for start in range(0, len(rows), step):
+        chunk = await _judge(ctx, c, specs, subscribers, rows[start : start + step])
+        found.update({(i, k + start): v for (i, k), v in chunk.items()})
+    out: dict[Key, list[tuple[int, Verdict]]] = {}
+    for (i, k), verdict in sorted(found.items(), key=lambda item: item[0][1]):
+        for key in holders[i]:
+            out.setdefault(key, []).append((k, verdict))
+    return out
+
+
+async def _judge(
+    ctx: AppContext,
+    c: Collection,
+    specs: tuple[Spec, ...],
+    subscribers: list[tuple[Any, int]],
+    rows: list[tuple[str | None, str | None]],
+) -> dict[tuple[int, int], Verdict]:
     try:
-        found = await access.judge(ctx, c, specs, subscribers, rows)
+        return await access.judge(ctx, c, specs, subscribers, rows)
     except ApiError as exc:
         if exc.status >= 500:
             raise
@@ -88,14 +114,6 @@ async def _verdicts(
                     raise
                 raise Failed(spec, failure.message) from None
         raise
-    out = {}
-    for key in keys:
-        i = position[(key[3], index[key[1]])]
-        for k in range(len(changes)):
-            verdict = found.get((i, k))
-            if verdict is not None:
-                out[(key, k)] = verdict
-    return out
 
 
 def _plain(change: Change) -> Verdict:
