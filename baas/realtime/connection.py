@@ -123,7 +123,8 @@ class Connection:
     async def _close(self, code: int, reason: str) -> None:
         # Waits while the client reads nothing (the close frame queues behind unread data).
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.ws.close(code, reason), CLOSE_WAIT_S)
+            async with asyncio.timeout(CLOSE_WAIT_S):
+                await self.ws.close(code, reason)
 
     async def finish(self) -> None:
         """The socket is gone: stop sending."""

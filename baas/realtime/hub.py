@@ -128,8 +128,11 @@ class Hub:
 
     async def _pump(self) -> None:
         while True:
+            # asyncio.timeout, not wait_for: in 3.11 wait_for can swallow a cancellation that
+            # lands as the wait ends (the task then never stops)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), POLL_S)
+                async with asyncio.timeout(POLL_S):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 await self._drain()
