@@ -53,7 +53,6 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, cast
-from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -72,12 +71,10 @@ from benchmarks.records import (
     cpu_busy,
     default_tool,
     free_port,
+    launch_baas,
     postmaster_pid,
-    scratch_database,
     split_env,
-    stop_baas,
     tail,
-    wait_until_ready,
 )
 
 COLLECTION = "events"
@@ -729,30 +726,10 @@ def realtime_server(args: argparse.Namespace, work: Path, list_rule: str) -> Ite
     env.update(SERVER_ENV)
     env.update(args.baas_env)
     notes = [f"baas: {k}={v}" for k, v in sorted({**SERVER_ENV, **args.baas_env}.items())]
-    markers = []
+    markers: list[str] = []
     with contextlib.ExitStack() as stack:
-        if args.database_url:
-            env["BAAS_DATABASE_URL"] = stack.enter_context(scratch_database(args.database_url))
-            markers.append(" " + urlsplit(env["BAAS_DATABASE_URL"]).path.lstrip("/") + " ")
-            notes.append("baas: external PostgreSQL (scratch database)")
-        else:
-            notes.append("baas: embedded PostgreSQL (pgserver)")
-        argv = [str(args.baas), "serve", "--workers", "1", "--port", str(port)]
-        print(f"[baas] starting: {' '.join(argv)} (log: {log})", flush=True)
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                argv,
-                env=env,
-                cwd=work,  # no stray .env is read
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # Ctrl-C reaches us only; we stop it in order
-            )
-        stack.callback(stop_baas, proc, data_dir, log)
+        proc, admin = launch_baas(stack, args, 1, port, env, work, service_key, markers, notes)
         base = f"http://{HOST}:{port}"
-        admin = Client(base, {"Authorization": f"Bearer {service_key}"})
-        wait_until_ready(admin, "/api/health/ready", proc, log, args.start_timeout)
         applied = admin.expect("POST", "/api/admin/schema/apply", {"document": schema(list_rule)})
         print(f"[baas] schema version {applied['version']}: {COLLECTION}, list rule {list_rule!r}")
         pid = listening_pid(port, proc.pid)

@@ -245,12 +245,51 @@ class Target:
     list_rule_fast: str | None = None
 
 
+def launch_baas(
+    stack: contextlib.ExitStack,
+    args: argparse.Namespace,
+    workers: int,
+    port: int,
+    env: dict[str, str],
+    work: Path,
+    service_key: str,
+    markers: list[str],
+    notes: list[str],
+) -> tuple[subprocess.Popen[bytes], Client]:
+    """Start `baas serve` (on a scratch database with --database-url) until ready, stopped when
+    `stack` closes; its process and an admin client. `env` names the data directory."""
+    data_dir = Path(env["BAAS_DATA_DIR"])
+    log = work / "baas.log"
+    if args.database_url:
+        env["BAAS_DATABASE_URL"] = stack.enter_context(scratch_database(args.database_url))
+        # Its backends show the database in their title: "postgres: user db host state".
+        markers.append(" " + urlsplit(env["BAAS_DATABASE_URL"]).path.lstrip("/") + " ")
+        notes.append("baas: external PostgreSQL (scratch database)")
+    else:
+        notes.append("baas: embedded PostgreSQL (pgserver)")
+    argv = [str(args.baas), "serve", "--workers", str(workers), "--port", str(port)]
+    print(f"[baas] starting: {' '.join(argv)} (log: {log})", flush=True)
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            argv,
+            env=env,
+            cwd=work,  # no stray .env is read
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches us only; we stop it in order
+        )
+    stack.callback(stop_baas, proc, data_dir, log)
+    admin = Client(f"http://{HOST}:{port}", {"Authorization": f"Bearer {service_key}"})
+    wait_until_ready(admin, "/api/health/ready", proc, log, args.start_timeout)
+    return proc, admin
+
+
 @contextlib.contextmanager
 def baas_target(args: argparse.Namespace, work: Path) -> Iterator[Target]:
     service_key = "baas_sk_" + secrets.token_urlsafe(32)
     port = free_port()
     data_dir = work / "baas_data"
-    log = work / "baas.log"
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("BAAS_")},
         "BAAS_DATA_DIR": str(data_dir),
@@ -260,31 +299,12 @@ def baas_target(args: argparse.Namespace, work: Path) -> Iterator[Target]:
     access_log = env.get("BAAS_ACCESS_LOG", "on (default)")
     notes = [f"baas: {args.workers} worker(s), access log {access_log}"]
     notes += [f"baas: {k}={v}" for k, v in args.baas_env.items() if k != "BAAS_ACCESS_LOG"]
-    markers = []
+    markers: list[str] = []
     with contextlib.ExitStack() as stack:
-        if args.database_url:
-            env["BAAS_DATABASE_URL"] = stack.enter_context(scratch_database(args.database_url))
-            # Its backends show the database in their title: "postgres: user db host state".
-            markers.append(" " + urlsplit(env["BAAS_DATABASE_URL"]).path.lstrip("/") + " ")
-            notes.append("baas: external PostgreSQL (scratch database)")
-        else:
-            notes.append("baas: embedded PostgreSQL (pgserver)")
-        argv = [str(args.baas), "serve", "--workers", str(args.workers), "--port", str(port)]
-        print(f"[baas] starting: {' '.join(argv)} (log: {log})", flush=True)
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                argv,
-                env=env,
-                cwd=work,  # no stray .env is read
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # Ctrl-C reaches us only; we stop it in order
-            )
-        stack.callback(stop_baas, proc, data_dir, log)
+        proc, admin = launch_baas(
+            stack, args, args.workers, port, env, work, service_key, markers, notes
+        )
         base = f"http://{HOST}:{port}"
-        admin = Client(base, {"Authorization": f"Bearer {service_key}"})
-        wait_until_ready(admin, "/api/health/ready", proc, log, args.start_timeout)
         applied = admin.expect("POST", "/api/admin/schema/apply", {"document": BAAS_SCHEMA})
         print(f"[baas] schema version {applied['version']}, {len(applied['steps'])} step(s)")
         ids = seed(args.records, lambda chunk: seed_baas_chunk(admin, chunk), batch=100)

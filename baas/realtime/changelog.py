@@ -83,17 +83,29 @@ async def replay(
     return [_change(r) for r in rows]
 
 
+TRIM_CHUNK = 10_000
+
+
 async def trim(db: Database, retention_s: int) -> int:
-    """Drop changes older than the retention window; how many went."""
-    gone = await db.fetchval(
-        "WITH gone AS (DELETE FROM baas.changes WHERE pos <= (SELECT max(pos) FROM baas.changes "
-        "WHERE at < now() - make_interval(secs => $1)) RETURNING pos), "
-        "marked AS (UPDATE baas.change_state SET trimmed_through = greatest(trimmed_through, "
-        "(SELECT max(pos) FROM gone)) WHERE id = 1 AND EXISTS (SELECT 1 FROM gone)) "
-        "SELECT count(*) FROM gone",
-        float(retention_s),
-    )
-    return int(gone)
+    """Drop changes older than the retention window, oldest first; how many went. What is
+    marked gone (`trimmed_through`) is the highest change id dropped: a later-committed change
+    with a lower id may outlive it, which only makes a replay ask for a refetch sooner."""
+    await high_water(db)  # number what committed (with no subscriber anywhere, nobody did)
+    removed = 0
+    while True:
+        gone = await db.fetchval(
+            "WITH oldest AS (SELECT id FROM baas.changes WHERE pos IS NOT NULL ORDER BY id "
+            "LIMIT $2), gone AS (DELETE FROM baas.changes c USING oldest WHERE c.id = oldest.id "
+            "AND c.at < now() - make_interval(secs => $1) RETURNING c.pos), "
+            "marked AS (UPDATE baas.change_state SET trimmed_through = greatest(trimmed_through, "
+            "(SELECT max(pos) FROM gone)) WHERE id = 1 AND EXISTS (SELECT 1 FROM gone)) "
+            "SELECT count(*) FROM gone",
+            float(retention_s),
+            TRIM_CHUNK,
+        )
+        removed += int(gone)
+        if gone < TRIM_CHUNK:
+            return removed
 
 
 Decoder = Callable[[dict[str, Any]], dict[str, Any]]

@@ -40,7 +40,7 @@ class Hub:
         self._records: dict[tuple[str, str], set[Subscription]] = defaultdict(set)
         self._ips: Counter[str] = Counter()
         self._users: Counter[str] = Counter()
-        self._added = 0  # subscriptions ever added (the pump checks it around an await)
+        self._behind = False  # changes came while nobody was subscribed (and were not read)
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._schema_version = ctx.schema.version
@@ -103,6 +103,15 @@ class Hub:
         if conn.identity.kind == "user" and conn.identity.id:
             self.release_user(conn.identity.id)
 
+    async def catch_up(self) -> None:
+        """Before a subscription is added to an instance that had none (whose pump read nothing
+        meanwhile): move to the end of the log; what committed before is not news to it."""
+        if self._behind and not self._collections and not self._records:
+            last = await changelog.high_water(self.ctx.db)
+            if not self._collections and not self._records:
+                self.position = max(self.position, last)
+                self._behind = False
+
     def add(self, sub: Subscription) -> int:
         """Register a subscription; returns the change id it starts after."""
         sub.conn.subs[sub.id] = sub
@@ -110,7 +119,6 @@ class Hub:
             self._collections[sub.collection].add(sub)
         else:
             self._records[(sub.collection, sub.record)].add(sub)
-        self._added += 1
         return self.position
 
     def remove(self, sub: Subscription) -> None:
@@ -145,11 +153,8 @@ class Hub:
         db = self.ctx.db
         while True:
             if not self._collections and not self._records:
-                added = self._added
-                last = await changelog.high_water(db)
-                if self._added == added:  # nobody subscribed meanwhile: nothing to send
-                    self.position = max(self.position, last)
-                    return
+                self._behind = True  # nobody to send to: no query (see catch_up)
+                return
             batch = await changelog.next_changes(db, self.position)
             if batch:
                 await self._dispatch(batch)

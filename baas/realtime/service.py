@@ -137,7 +137,8 @@ class Realtime:
     # -- subscriptions ----------------------------------------------------------------------------
 
     async def subscribe(self, conn: Connection, msg: protocol.Subscribe, ref: str | None) -> None:
-        sub = self._subscription(conn, msg)
+        await self.hub.catch_up()
+        sub = self._subscription(conn, msg)  # (no await from here to `add`)
         if msg.since is not None:
             sub.buffer = []  # live changes wait until the missed ones are sent
         position = self.hub.add(sub)

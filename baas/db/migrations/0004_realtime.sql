@@ -15,9 +15,9 @@ CREATE TABLE baas.changes (
   old jsonb,  -- the row before (UPDATE, DELETE)
   at timestamptz NOT NULL DEFAULT now()
 );
+-- Few indexes: every write pays for each twice (its insert, and its numbering). Replays scan a
+-- range of `pos`; trimming walks `id` from the oldest.
 CREATE INDEX changes_pending ON baas.changes (id) WHERE pos IS NULL;
-CREATE INDEX changes_at ON baas.changes (at);
-CREATE INDEX changes_replay ON baas.changes (collection, pos);
 
 -- The sequencer's state: the last change id given out, and the highest one trimmed away (a
 -- client whose last id is below it missed changes that are gone: it must refetch).
