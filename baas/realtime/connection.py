@@ -71,6 +71,8 @@ class Connection:
         self.last_heard = now
         self.last_ping = now
         self._wake = asyncio.Event()
+        self._flushed = asyncio.Event()  # everything queued has been written out
+        self._flushed.set()
         self._on_cut = on_cut
         self._sender = asyncio.create_task(self._send_loop(), name="baas-realtime-send")
         self._closer: asyncio.Task[None] | None = None
@@ -92,17 +94,28 @@ class Connection:
     def event(self, entry: bytes) -> None:
         """Queue one change entry (a JSON object, without the surrounding message)."""
         if self.closed is None:
-            self._out.append(entry)
+            self._queue(entry)
             self.count(len(entry))
-            self._wake.set()
 
     def send(self, message: dict[str, Any]) -> None:
         """Queue a message of its own (replies, errors, presence, ...)."""
         if self.closed is None:
             text = render(message)
-            self._out.append(text)
+            self._queue(text)
             self.count(len(text))
-            self._wake.set()
+
+    async def put(self, entry: bytes) -> None:
+        """Queue an entry once all that was queued before it went out (replays: the wait,
+        not the slow-client limit, bounds what a long replay holds)."""
+        while self.closed is None and not self._flushed.is_set():
+            await self._flushed.wait()
+        if self.closed is None:
+            self._queue(entry)
+
+    def _queue(self, item: bytes | str) -> None:
+        self._out.append(item)
+        self._flushed.clear()
+        self._wake.set()
 
     def count(self, size: int) -> None:
         self._queued += size
@@ -116,6 +129,7 @@ class Connection:
         self.closed = code
         self._out.clear()
         self._queued = 0
+        self._flushed.set()  # nothing more will go out: waiters stop waiting
         self._sender.cancel()
         self._on_cut(self)
         self._closer = asyncio.create_task(self._close(code, reason), name="baas-realtime-close")
@@ -131,6 +145,7 @@ class Connection:
         if self.closed is None:
             self.closed = 1000
             self._out.clear()
+            self._flushed.set()
             self._on_cut(self)
         self._sender.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -146,6 +161,7 @@ class Connection:
                 items, self._out, self._queued = self._out, [], 0
                 for frame in _frames(items):
                     await self.ws.send_text(frame)
+            self._flushed.set()
 
 
 def _frames(items: list[bytes | str]) -> Iterator[str]:

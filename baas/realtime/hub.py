@@ -1,9 +1,9 @@
 """The realtime hub of one process: its connections and subscriptions, and the change pump.
 
-The pump reads the change log after each NOTIFY (and every few seconds regardless), in order,
-and hands each change to the subscribers it concerns: free ones at once, the rest after one
-query that judges them all (`access.judge`). Entries are rendered once per distinct shape and
-queued on each connection; nothing here waits for a client.
+The pump reads the change log after each NOTIFY (and every few seconds regardless), in batches,
+in order, and hands each batch to the subscribers it concerns (`fanout`: one judging query per
+collection at most, none for free subscribers), queuing the entries on each connection; nothing
+here waits for a client except a replay, which goes at its client's pace.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ POLL_S = 5.0  # read the log this often even without a NOTIFY
 TICK_S = 1.0
 TRIM_EVERY_S = 60.0
 RETRY_S = 1.0
-JUDGE_CHUNK = 200  # changes judged per statement during a replay
+REPLAY_CHUNK = 100  # changes judged and queued at a time during a replay
 
 
 class Hub:
@@ -61,11 +61,11 @@ class Hub:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    def wake(self, _payload: str = "") -> None:
+    def wake(self) -> None:
         self._wake.set()
 
-    async def on_notify(self, payload: str) -> None:
-        self.wake(payload)
+    async def on_notify(self, _payload: str) -> None:
+        self.wake()
 
     # -- connections and subscriptions ------------------------------------------------------------
 
@@ -120,6 +120,10 @@ class Hub:
         else:
             self._records[(sub.collection, sub.record)].add(sub)
         return self.position
+
+    def subscriptions(self) -> Iterable[Subscription]:
+        for group in (*self._collections.values(), *self._records.values()):
+            yield from group
 
     def remove(self, sub: Subscription) -> None:
         if sub.conn.subs.get(sub.id) is sub:
@@ -223,15 +227,15 @@ class Hub:
         if changes is None or c is None:
             sub.conn.send({"type": "refetch", "id": sub.id, "change_id": upto})
         else:
-            for start in range(0, len(changes), JUDGE_CHUNK):
-                await self._replay_chunk(c, sub, changes[start : start + JUDGE_CHUNK])
-        held, sub.buffer = sub.buffer or [], None
-        for entry in held:
-            sub.conn.event(entry)
-
-    async def _replay_chunk(self, c: Collection, sub: Subscription, changes: list[Change]) -> None:
-        for _sub, entry in await self._entries(c, changes, [sub]):
-            sub.conn.event(entry)  # straight out: the subscription's buffer holds live ones
+            for start in range(0, len(changes), REPLAY_CHUNK):
+                chunk = changes[start : start + REPLAY_CHUNK]
+                for _sub, entry in await self._entries(c, chunk, [sub]):
+                    await sub.conn.put(entry)  # at the client's pace (the buffer holds live ones)
+        while sub.buffer:  # what arrived meanwhile (live entries keep coming while we wait)
+            held, sub.buffer = sub.buffer, []
+            for entry in held:
+                await sub.conn.put(entry)
+        sub.buffer = None
 
     # -- timers -----------------------------------------------------------------------------------
 
@@ -249,7 +253,7 @@ class Hub:
         settings = self.ctx.settings
         if self.ctx.schema.version != self._schema_version:
             self._schema_version = self.ctx.schema.version
-            for sub in list(subscribers(self)):
+            for sub in list(self.subscriptions()):
                 if self.ctx.schema.collection(sub.collection) is None:
                     self.end(sub, "collection_deleted")
         for conn in list(self.connections):
@@ -275,8 +279,3 @@ def _by_collection(batch: list[Change]) -> dict[str, list[Change]]:
     for change in batch:
         out.setdefault(change.collection, []).append(change)
     return out
-
-
-def subscribers(hub: Hub) -> Iterable[Subscription]:
-    for group in (*hub._collections.values(), *hub._records.values()):
-        yield from group

@@ -224,3 +224,27 @@ async def test_a_since_older_than_the_retention_window_means_refetch(
     got = await ws.changes(2)
     assert sorted(c["sub"] for c in got) == ["s", "z"]
     assert all(c["record"]["id"] == after["id"] for c in got)
+
+
+async def test_a_replay_larger_than_the_queue_limit_goes_at_the_clients_pace(live: Live) -> None:
+    """2,000 missed changes (about 700 KB of entries, over the 256 KB queue limit): the
+    reconnecting client receives them all instead of being cut off as too slow."""
+    await live.apply(
+        {
+            "collections": {
+                "bulk": {"fields": {"n": "integer", "body": "text"}, "rules": {"list": ""}}
+            }
+        }
+    )
+    ws = await live.connect()
+    await ws.subscribe("s", "bulk")
+    for first in range(0, 2000, 100):
+        body = [{"n": n, "body": "x" * 200} for n in range(first, first + 100)]
+        await live.batch([{"op": "create", "collection": "bulk", "body": b} for b in body])
+    seen = await ws.changes(2000, timeout=20)
+    await ws.close()
+    again = await live.connect()
+    since = seen[0]["change_id"] - 1
+    await again.send({"type": "subscribe", "id": "s", "collection": "bulk", "since": since})
+    replayed = await again.changes(2000, timeout=20)
+    assert [c["change_id"] for c in replayed] == [c["change_id"] for c in seen]
