@@ -22,6 +22,8 @@ from baas.errors import ApiError, PayloadTooLarge, error_body
 from baas.http.access_log import AccessLog
 from baas.http.responses import dumps
 
+RAW_SEND_KEY = "baas.send"  # websockets: the server's own send (realtime writes frames with it)
+
 Authenticate = Callable[[Scope, str | None], Identity]  # Scope: a MutableMapping
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
@@ -49,6 +51,8 @@ class RequestMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
+            if scope["type"] == "websocket":
+                scope[RAW_SEND_KEY] = send
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()

@@ -26,7 +26,9 @@ async def realtime(websocket: WebSocket) -> None:
     service: Realtime = websocket.scope["state"]["realtime"]
     settings = service.hub.ctx.settings
     await websocket.accept()
-    conn = Connection(websocket, client(websocket).ip, settings, service.forget)
+    conn = Connection(
+        websocket, client(websocket).ip, settings, service.forget, service.hub.flusher
+    )
     if not service.hub.admit(conn):
         conn.cut(CLOSE_TOO_MANY, "too many connections from this address")
     try:

@@ -1,7 +1,9 @@
 """One realtime connection: who it is, what it subscribed to, and its bounded outbox.
 
-The hub never waits for a client: it appends to the outbox and moves on. A sender task per
-connection drains it, several queued changes to one `changes` frame, at the pace the client
+The hub never waits for a client: it appends to the outbox and moves on. Outboxes are drained
+once per loop iteration by the `Flusher` (several queued changes to one `changes` frame), straight
+to the socket while it takes data (`wire.py`); a connection whose socket is paused, or a server
+without the fast path, is drained by its own sender task through ASGI at the pace the client
 reads. A client that falls more than `realtime_max_queued_bytes` behind is cut off (close 4008)
 and its outbox dropped, so a slow reader costs bounded memory.
 """
@@ -21,6 +23,7 @@ from baas.auth.identity import ANONYMOUS, Identity
 from baas.config import Settings
 from baas.realtime.access import Spec
 from baas.realtime.protocol import CLOSE_SLOW, render
+from baas.realtime.wire import Flusher, direct_writer
 
 CLOSE_WAIT_S = 10.0
 RATE_WINDOW_S = 10.0
@@ -53,6 +56,7 @@ class Connection:
         ip: str | None,
         settings: Settings,
         on_cut: Callable[[Connection], None],
+        flusher: Flusher,
     ) -> None:
         self.ws = ws
         self.ip = ip
@@ -74,8 +78,17 @@ class Connection:
         self._flushed = asyncio.Event()  # everything queued has been written out
         self._flushed.set()
         self._on_cut = on_cut
+        self._flusher = flusher
+        self._writer = direct_writer(ws.scope)
+        self._marked = False  # waiting for the flusher
+        self._busy = False  # the sender task holds frames: later ones go after them
         self._sender = asyncio.create_task(self._send_loop(), name="baas-realtime-send")
         self._closer: asyncio.Task[None] | None = None
+
+    @property
+    def direct(self) -> bool:
+        """Frames go straight to the socket (`wire.py`) rather than through ASGI."""
+        return self._writer is not None
 
     # -- what the client sends ----------------------------------------------------------------
 
@@ -115,7 +128,23 @@ class Connection:
     def _queue(self, item: bytes | str) -> None:
         self._out.append(item)
         self._flushed.clear()
-        self._wake.set()
+        if self._writer is None or self._busy:
+            self._wake.set()
+        elif not self._marked:
+            self._marked = True
+            self._flusher.mark(self)
+
+    def flush(self) -> None:
+        """Write what is queued straight to the socket, or leave it to the sender task."""
+        self._marked = False
+        if self.closed is not None or not self._out:
+            return
+        if self._busy or self._writer is None or not self._writer.ready():
+            self._wake.set()
+            return
+        items, self._out, self._queued = self._out, [], 0
+        self._writer.write(list(_frames(items)))
+        self._flushed.set()
 
     def count(self, size: int) -> None:
         self._queued += size
@@ -157,14 +186,18 @@ class Connection:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._out:
-                items, self._out, self._queued = self._out, [], 0
-                for frame in _frames(items):
-                    await self.ws.send_text(frame)
+            self._busy = True
+            try:
+                while self._out:
+                    items, self._out, self._queued = self._out, [], 0
+                    for frame in _frames(items):
+                        await self.ws.send_text(frame.decode())
+            finally:
+                self._busy = False
             self._flushed.set()
 
 
-def _frames(items: list[bytes | str]) -> Iterator[str]:
+def _frames(items: list[bytes | str]) -> Iterator[bytes]:
     """Queued items as frames: runs of change entries joined into one `changes` message."""
     run: list[bytes] = []
     for item in items:
@@ -174,10 +207,10 @@ def _frames(items: list[bytes | str]) -> Iterator[str]:
         if run:
             yield _changes(run)
             run = []
-        yield item
+        yield item.encode()
     if run:
         yield _changes(run)
 
 
-def _changes(entries: list[bytes]) -> str:
-    return (_CHANGES_HEAD + b",".join(entries) + b"]}").decode()
+def _changes(entries: list[bytes]) -> bytes:
+    return _CHANGES_HEAD + b",".join(entries) + b"]}"

@@ -21,6 +21,7 @@ from baas.realtime import changelog, fanout
 from baas.realtime.changelog import Change
 from baas.realtime.connection import Connection, Subscription
 from baas.realtime.protocol import CLOSE_IDLE
+from baas.realtime.wire import Flusher
 from baas.schema.models import Collection
 
 log = logging.getLogger("baas.realtime")
@@ -36,6 +37,7 @@ class Hub:
         self.ctx = ctx
         self.position = 0  # the last change handed out (or skipped: nobody was subscribed)
         self.connections: set[Connection] = set()
+        self.flusher = Flusher()  # drains the connections' outboxes once per loop iteration
         self._collections: dict[str, set[Subscription]] = defaultdict(set)
         self._records: dict[tuple[str, str], set[Subscription]] = defaultdict(set)
         self._ips: Counter[str] = Counter()

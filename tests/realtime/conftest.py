@@ -56,6 +56,7 @@ class Live:
     port: int
     rest: httpx.AsyncClient  # no credentials unless a request passes headers
     stack: AsyncExitStack
+    realtime: Any = None  # the app's realtime service (its hub knows the connections)
     _open_sign_up: bool = field(default=False, repr=False)
 
     @property
@@ -204,8 +205,9 @@ def free_socket() -> socket.socket:
 
 
 @asynccontextmanager
-async def live_server(settings: Settings) -> AsyncIterator[Live]:
-    """The app under uvicorn in this event loop until the block ends."""
+async def live_server(settings: Settings, ws: str = "websockets-sansio") -> AsyncIterator[Live]:
+    """The app under uvicorn (`ws`: its WebSocket implementation) in this event loop until the
+    block ends."""
     sock = free_socket()
     port = int(sock.getsockname()[1])
     # Instances of one install share their public URL (the issuer of its access tokens).
@@ -223,7 +225,7 @@ async def live_server(settings: Settings) -> AsyncIterator[Live]:
         asgi,
         host="127.0.0.1",
         port=port,
-        ws="websockets-sansio",
+        ws=ws,
         ws_per_message_deflate=False,
         lifespan="on",
         log_config=None,
@@ -243,7 +245,9 @@ async def live_server(settings: Settings) -> AsyncIterator[Live]:
             AsyncExitStack() as stack,
             httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as rest,
         ):
-            yield Live(settings, lifespan_state["ctx"], port, rest, stack)
+            yield Live(
+                settings, lifespan_state["ctx"], port, rest, stack, lifespan_state["realtime"]
+            )
     finally:
         server.should_exit = True
         try:
@@ -257,11 +261,13 @@ Serve = Callable[..., Awaitable[Live]]
 
 @pytest.fixture
 async def serve(settings: Settings) -> AsyncIterator[Serve]:
-    """Start servers on this test's database: `await serve(realtime_max_queued_bytes=...)`."""
+    """Start servers on this test's database: `await serve(realtime_max_queued_bytes=...)`
+    (`ws=` picks uvicorn's WebSocket implementation)."""
     async with AsyncExitStack() as stack:
 
-        async def start(**overrides: Any) -> Live:
-            return await stack.enter_async_context(live_server(settings.replace(**overrides)))
+        async def start(ws: str = "websockets-sansio", **overrides: Any) -> Live:
+            server = live_server(settings.replace(**overrides), ws)
+            return await stack.enter_async_context(server)
 
         yield start
 
