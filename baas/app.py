@@ -56,6 +56,10 @@ from baas.runtime_settings import CHANNEL as SETTINGS_CHANNEL
 from baas.runtime_settings import RuntimeSettings
 from baas.schema import service as schema_service
 from baas.schema.cache import SchemaCache
+from baas.storage import api as storage_api
+from baas.storage import cleanup
+from baas.storage.backend import open_backend
+from baas.storage.cleanup import FileCleaner
 
 log = logging.getLogger("baas")
 CONNECT_ATTEMPTS = 20
@@ -123,7 +127,9 @@ async def open_context(settings: Settings, db: Database) -> AppContext:
         runtime=runtime,
         mailer=Mailer(db, box, runtime, Templates(settings.data_dir / "templates" / "mail")),
         oidc=OidcVerifier(),
+        storage=open_backend(settings),
     )
+    ctx.file_cleaner = FileCleaner(ctx)
     await ctx.revoked.reload(db)
     return ctx
 
@@ -163,6 +169,7 @@ async def start(settings: Settings) -> tuple[AppContext, Listener, Realtime]:
         await listener.start()
         await live.start()
         await ctx.mailer.start()
+        ctx.file_cleaner.start()
         setup = await superusers.prepare_setup(db, settings.data_dir)
     except BaseException:
         if ctx is not None:
@@ -191,6 +198,8 @@ async def stop(ctx: AppContext, listener: Listener, live: Realtime) -> None:
     await ctx.drain()
     await listener.stop()
     await ctx.mailer.stop()
+    await ctx.file_cleaner.stop()
+    await ctx.storage.close()
     await ctx.oidc.close()
     await ctx.db.close()
 
@@ -216,8 +225,12 @@ def _listener(ctx: AppContext, live: Realtime) -> Listener:
         await ctx.runtime.reload(ctx.db, ctx.box)
         ctx.mailer.wake()  # SMTP may just have been configured
 
+    async def wake_cleaner(_payload: str = "") -> None:
+        ctx.file_cleaner.wake()
+
     async def reload_all() -> None:
         live.hub.wake()  # changes committed while the connection was down
+        ctx.file_cleaner.wake()
         await reload_schema()
         await reload_keys()
         await reload_revoked()
@@ -232,6 +245,7 @@ def _listener(ctx: AppContext, live: Realtime) -> Listener:
     listener.subscribe(changelog.CHANNEL, live.hub.on_notify)
     listener.subscribe(channels.PRESENCE, live.channels.on_presence)
     listener.subscribe(channels.BROADCAST, live.channels.on_broadcast)
+    listener.subscribe(cleanup.CHANNEL, wake_cleaner)
     listener.on_connect(reload_all)
     return listener
 
@@ -299,6 +313,7 @@ def create_app(settings: Settings, *, authenticate: Authenticate = authenticate)
         routes=[
             *records_api.routes,
             *realtime_api.routes,
+            *storage_api.routes,
             *auth_api.routes,
             *admin_api.routes,
             *admin_auth_api.routes,

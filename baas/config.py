@@ -20,6 +20,7 @@ from dotenv import dotenv_values
 ENV_PREFIX = "BAAS_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
+STORAGE_BACKENDS = ("local", "s3")
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,35 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "realtime_presence_timeout_s", int, 30, "Seconds before a dead instance leaves presence."
     ),
+    Setting("storage_backend", str, "local", "File storage: local (a directory) or s3."),
+    Setting(
+        "storage_dir", Path, Path(""), "Directory of the local backend; empty: <data_dir>/storage."
+    ),
+    Setting("s3_endpoint", str, "", "S3 endpoint URL, e.g. https://s3.eu-west-1.amazonaws.com."),
+    Setting("s3_bucket", str, "", "S3 bucket files are stored in (it must exist)."),
+    Setting("s3_region", str, "us-east-1", "S3 region (requests are signed for it)."),
+    Setting("s3_access_key", str, "", "S3 access key id.", secret=True),
+    Setting("s3_secret_key", str, "", "S3 secret access key.", secret=True),
+    Setting(
+        "s3_path_style",
+        bool,
+        True,
+        "Path-style S3 URLs (endpoint/bucket/key); false: virtual-host.",
+    ),
+    Setting("s3_timeout_s", float, 10.0, "Seconds an S3 request may wait to connect or for data."),
+    Setting(
+        "s3_presigned_downloads",
+        bool,
+        False,
+        "Redirect protected and public downloads to presigned S3 URLs.",
+    ),
+    Setting(
+        "file_max_size",
+        int,
+        10_485_760,
+        "Largest file a file field accepts when it declares no max_size (bytes).",
+    ),
+    Setting("file_token_ttl_s", int, 120, "Lifetime of file tokens (POST /api/files/token)."),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -180,6 +210,18 @@ class Settings:
     realtime_retention_s: int = 3600
     realtime_max_replay: int = 10_000
     realtime_presence_timeout_s: int = 30
+    storage_backend: str = "local"
+    storage_dir: Path = Path("")
+    s3_endpoint: str = ""
+    s3_bucket: str = ""
+    s3_region: str = "us-east-1"
+    s3_access_key: str = field(default="", repr=False)
+    s3_secret_key: str = field(default="", repr=False)
+    s3_path_style: bool = True
+    s3_timeout_s: float = 10.0
+    s3_presigned_downloads: bool = False
+    file_max_size: int = 10_485_760
+    file_token_ttl_s: int = 120
 
     @property
     def embedded(self) -> bool:
@@ -264,6 +306,26 @@ class Settings:
             problem = key_problem(self.secret_key)
             if problem:
                 problems.append(f"BAAS_SECRET_KEY: {problem}")
+        return problems + self._storage_problems()
+
+    def _storage_problems(self) -> list[str]:
+        problems = []
+        if self.storage_backend not in STORAGE_BACKENDS:
+            problems.append(f"BAAS_STORAGE_BACKEND: must be one of {', '.join(STORAGE_BACKENDS)}")
+        for name in ("s3_timeout_s", "file_max_size", "file_token_ttl_s"):
+            if getattr(self, name) <= 0:
+                problems.append(f"{_BY_NAME[name].env}: must be positive")
+        if self.storage_backend != "s3":
+            return problems
+        if not self.s3_bucket:
+            problems.append("BAAS_S3_BUCKET: required when BAAS_STORAGE_BACKEND is s3")
+        endpoint = urlsplit(self.s3_endpoint)
+        if not self.s3_endpoint:
+            problems.append("BAAS_S3_ENDPOINT: required when BAAS_STORAGE_BACKEND is s3")
+        elif endpoint.scheme not in ("http", "https") or not endpoint.hostname:
+            problems.append("BAAS_S3_ENDPOINT: must be an http(s) URL, e.g. http://127.0.0.1:9000")
+        elif endpoint.path.strip("/") or endpoint.query or endpoint.username:
+            problems.append("BAAS_S3_ENDPOINT: must be scheme://host[:port] only (no path)")
         return problems
 
 

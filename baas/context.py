@@ -2,7 +2,8 @@
 
 Built once in the lifespan (`app.py`) and handed to every service explicitly: settings, the
 database, the schema cache, service keys, the install's secret box and signing keys, revoked
-sessions, runtime settings, the mailer and the OpenID Connect verifier. Nothing here is global.
+sessions, runtime settings, the mailer, the OpenID Connect verifier, file storage and its
+cleaner. Nothing here is global.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import asyncio
 import logging
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from baas.auth.crypto import SecretBox
 from baas.auth.keys import KeyRing
@@ -24,6 +25,10 @@ from baas.db.pool import Database
 from baas.query import QueryLimits
 from baas.runtime_settings import RuntimeSettings
 from baas.schema.cache import SchemaCache
+
+if TYPE_CHECKING:
+    from baas.storage.backend import Backend
+    from baas.storage.cleanup import FileCleaner
 
 log = logging.getLogger("baas")
 
@@ -40,6 +45,8 @@ class AppContext:
     mailer: Mailer
     oidc: OidcVerifier
     revoked: RevokedSessions = field(default_factory=RevokedSessions)
+    storage: Backend = field(default=None, repr=False)  # type: ignore[assignment]
+    file_cleaner: FileCleaner = field(default=None, repr=False)  # type: ignore[assignment]
     info: dict[str, str] = field(default_factory=dict)
     query_limits: QueryLimits = field(init=False)
     _background: set[asyncio.Task[None]] = field(default_factory=set, repr=False)

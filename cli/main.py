@@ -9,7 +9,7 @@ import typer
 
 from baas.schema.jsonschema import schema_file_jsonschema
 from baas.schema.yamlio import HEADER
-from cli import auth, keys, schema, serve
+from cli import auth, keys, schema, serve, storage
 
 app = typer.Typer(
     help="baas: a self-hostable backend on PostgreSQL.",
@@ -26,6 +26,7 @@ app.add_typer(auth.users_app, name="users")
 app.add_typer(auth.mail_app, name="mail")
 app.add_typer(auth.settings_app, name="settings")
 app.add_typer(auth.signing_app, name="signing-keys")
+app.add_typer(storage.app, name="storage")
 
 STARTER = (
     HEADER

@@ -84,8 +84,11 @@ class Signer:
             raise RuntimeError("no signing key loaded")
         return max(usable, key=lambda k: k.active_from)
 
-    def sign(self, claims: Mapping[str, Any], ttl_s: int) -> tuple[str, int]:
-        """A signed access token with `claims` plus iss/aud/iat/exp/typ; (token, exp)."""
+    def sign(
+        self, claims: Mapping[str, Any], ttl_s: int, token_type: str = TOKEN_TYPE
+    ) -> tuple[str, int]:
+        """A signed token (access, unless `token_type` says otherwise: file tokens) with
+        `claims` plus iss/aud/iat/exp/typ; (token, exp)."""
         key = self._current()
         now = int(time.time())
         exp = now + ttl_s
@@ -95,28 +98,30 @@ class Signer:
             "aud": AUDIENCE,
             "iat": now,
             "exp": exp,
-            "typ": TOKEN_TYPE,
+            "typ": token_type,
         }
         headers = {"kid": key.kid, "typ": "at+jwt"}
         assert key.private is not None
         return jwt.encode(payload, key.private, algorithm=ALGORITHM, headers=headers), exp
 
-    def verify(self, token: str) -> dict[str, Any]:
-        """The claims of a valid access token; InvalidToken otherwise. Verified tokens are
-        remembered (bounded) until they expire: an app sending one token with many requests
+    def verify(self, token: str, token_type: str = TOKEN_TYPE) -> dict[str, Any]:
+        """The claims of a valid token of `token_type`; InvalidToken otherwise. Verified tokens
+        are remembered (bounded) until they expire: an app sending one token with many requests
         pays for the signature check once."""
         remembered = self._verified.get(token)
         if remembered is not None:
+            if remembered["typ"] != token_type:
+                raise InvalidToken(f"not a token of type {token_type}")
             if remembered["exp"] + LEEWAY_S > time.time():
                 return remembered
             del self._verified[token]
-        claims = self._verify(token)
+        claims = self._verify(token, token_type)
         if len(self._verified) >= MAX_REMEMBERED:
             self._verified.clear()
         self._verified[token] = claims
         return claims
 
-    def _verify(self, token: str) -> dict[str, Any]:
+    def _verify(self, token: str, token_type: str) -> dict[str, Any]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -141,8 +146,8 @@ class Signer:
             raise InvalidToken("expired") from None
         except jwt.PyJWTError as exc:
             raise InvalidToken(_reason(exc)) from None
-        if claims.get("typ") != TOKEN_TYPE:
-            raise InvalidToken("not an access token")
+        if claims.get("typ") != token_type:
+            raise InvalidToken(f"not a token of type {token_type}")
         if not all(isinstance(claims.get(k), str) for k in ("sub", "sid", "role")):
             raise InvalidToken("malformed claims")
         return claims

@@ -56,7 +56,7 @@ class RequestMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        given_id, authorization, length = _scan(scope["headers"])
+        given_id, authorization, length, form = _scan(scope["headers"])
         request_id = given_id or f"{self._id_prefix}{next(self._ids) & 0xFFFFFFFF:08x}"
         scope["baas.request_id"] = request_id
         status = 0
@@ -78,12 +78,20 @@ class RequestMiddleware:
 
         try:
             scope["baas.identity"] = self.authenticate(scope, authorization)
-            if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
+            # Uploads to records are bounded part by part by the multipart reader (the file
+            # fields' max_size, the other fields' max_body_bytes), not as a whole.
+            upload = form and path.startswith(UPLOAD_PATHS)
+            if (
+                not upload
+                and length is not None
+                and (not length.isdigit() or int(length) > self.max_body_bytes)
+            ):
                 raise _too_large(self.max_body_bytes)
         except ApiError as exc:
             await _send_error(send_with_headers, exc, request_id)
         else:
-            bounded = receive if scope["method"] in _BODILESS else self._limited(receive)
+            unbounded = upload or scope["method"] in _BODILESS
+            bounded = receive if unbounded else self._limited(receive)
             await self.app(scope, bounded, send_with_headers)
         if self.access_log is not None:
             elapsed = (time.perf_counter() - started) * 1000
@@ -104,6 +112,7 @@ class RequestMiddleware:
         return receive_limited
 
 
+UPLOAD_PATHS = "/api/collections/"  # record writes, where multipart bodies carry files
 PUBLIC_CACHEABLE = frozenset({"/api/auth/jwks.json"})
 _BODILESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})  # handlers never read a body
 _NOSNIFF = (b"x-content-type-options", b"nosniff")
@@ -132,20 +141,26 @@ def _page_headers(https: bool) -> list[tuple[bytes, bytes]]:
     return [*headers, _HSTS] if https else headers
 
 
-def _scan(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, str | None, bytes | None]:
-    """One pass over the headers: (sane X-Request-Id, Authorization, Content-Length)."""
+def _scan(
+    headers: list[tuple[bytes, bytes]],
+) -> tuple[str | None, str | None, bytes | None, bool]:
+    """One pass over the headers: (sane X-Request-Id, Authorization, Content-Length, is the
+    body multipart/form-data?)."""
     request_id = authorization = None
     length = None
+    form = False
     for name, value in headers:
         if name == b"authorization":
             authorization = value.decode("latin-1")
         elif name == b"content-length":
             length = value
+        elif name == b"content-type":
+            form = value[:19].lower() == b"multipart/form-data"
         elif name == b"x-request-id":
             candidate = value.decode("latin-1")
             if _REQUEST_ID.fullmatch(candidate):
                 request_id = candidate
-    return request_id, authorization, length
+    return request_id, authorization, length, form
 
 
 def _too_large(limit: int) -> PayloadTooLarge:

@@ -11,6 +11,7 @@ from typing import Any
 from baas.openapi.admin import admin_paths
 from baas.openapi.auth import auth_paths
 from baas.openapi.common import errors, json_content, ref
+from baas.openapi.files import files_paths, multipart_body
 from baas.schema.cache import SchemaCache
 from baas.schema.fields import TYPES
 from baas.schema.models import Collection, Field
@@ -61,6 +62,7 @@ def _build(cache: SchemaCache, base_url: str, version: str) -> dict[str, Any]:
     paths["/api/health/ready"] = {"get": _simple("Readiness: the database answers", "ready")}
     paths.update(admin_paths())
     paths.update(auth_paths())
+    paths.update(files_paths())
     return {
         "openapi": "3.1.0",
         "info": {
@@ -279,8 +281,9 @@ _READ_PARAMETERS = [
 def _collection_paths(c: Collection, title: str) -> dict[str, Any]:
     base = f"/api/collections/{c.name}/records"
     record = {"content": json_content(ref(f"{title}Record"))}
-    create = {"required": True, "content": json_content(ref(f"{title}Create"))}
-    update = {"required": True, "content": json_content(ref(f"{title}Update"))}
+    uploads = multipart_body(c) or {}
+    create = {"required": True, "content": {**json_content(ref(f"{title}Create")), **uploads}}
+    update = {"required": True, "content": {**json_content(ref(f"{title}Update")), **uploads}}
     tag = [c.name]
     return {
         base: {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -10,7 +12,10 @@ from baas.http.request import context, identity, read_json
 from baas.http.responses import json_response, no_content
 from baas.http.routing import route
 from baas.records import service
+from baas.records.access import collection
 from baas.records.service import ListParams
+from baas.storage import multipart, uploads
+from baas.storage import service as files
 
 LIST_PARAMS = (
     "page",
@@ -80,20 +85,30 @@ async def get_record(request: Request) -> Response:
 
 
 async def create_record(request: Request) -> Response:
-    body = await read_json(request)
-    record = await service.create_record(
-        context(request), identity(request), request.path_params["collection"], body
-    )
+    record = await _write(request, request.path_params["collection"], None)
     return json_response(record, status=201)
 
 
 async def update_record(request: Request) -> Response:
     p = request.path_params
+    return json_response(await _write(request, p["collection"], p["id"]))
+
+
+async def _write(request: Request, name: str, raw_id: str | None) -> dict[str, Any]:
+    """Create (raw_id None) or update. Uploads (multipart/form-data), and JSON that keeps or
+    removes files, go through the storage service."""
+    ctx, caller = context(request), identity(request)
+    marker = multipart.boundary(request.headers.get("content-type", ""))
+    if marker is not None:
+        form = await uploads.read_multipart(ctx, name, raw_id, request.stream(), marker)
+        return await files.write_record(ctx, caller, name, raw_id, form)
     body = await read_json(request)
-    record = await service.update_record(
-        context(request), identity(request), p["collection"], p["id"], body
-    )
-    return json_response(record)
+    if files.touches_files(collection(ctx, name), body):
+        form = uploads.Form(raw_id or uploads.new_record_id(), body)
+        return await files.write_record(ctx, caller, name, raw_id, form)
+    if raw_id is None:
+        return await service.create_record(ctx, caller, name, body)
+    return await service.update_record(ctx, caller, name, raw_id, body)
 
 
 async def upsert_record(request: Request) -> Response:

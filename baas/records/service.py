@@ -114,14 +114,22 @@ def _no_sign_up_here(c: Collection, identity: Identity) -> None:
 
 
 async def create_record(
-    ctx: AppContext, identity: Identity, name: str, body: Any, ex: Executor | None = None
+    ctx: AppContext,
+    identity: Identity,
+    name: str,
+    body: Any,
+    ex: Executor | None = None,
+    files: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """`files`: file fields' values (stored names), set by the storage service beside the body."""
     c = collection(ctx, name)
     authorize(c, "create", identity)
     _no_sign_up_here(c, identity)
     chosen_id, values = validate_create(c, body)
     if chosen_id is not None:
         values = {"id": chosen_id, **values}
+    if files:
+        values.update(files)
     q = sql.insert(ctx.schema, query_limits(ctx), c, tuple(values), identity.is_admin)
     row = await _write(ctx, c, ex or ctx.db, q, _Body(_write_args(identity, values)))
     assert row is not None
@@ -155,11 +163,14 @@ async def update_record(
     raw_id: str,
     body: Any,
     ex: Executor | None = None,
+    files: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     c = collection(ctx, name)
     authorize(c, "update", identity)
     rid = _existing_id(c, raw_id)
     values = validate_update(c, body, rid)
+    if files:
+        values.update(files)
     if values:
         q = sql.update(ctx.schema, query_limits(ctx), c, tuple(values), identity.is_admin)
     else:  # nothing to change: the record as it is, if the caller may update it

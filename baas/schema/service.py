@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from baas.db.pool import Connection, Database, StatementFailed, execute_checked
+from baas.db.pool import Connection, Database, Executor, StatementFailed, execute_checked
 from baas.db.sqltree import render
 from baas.errors import ApiError, Conflict
 from baas.query import QueryLimits
@@ -98,6 +98,7 @@ async def apply(db: Database, change: Plan, *, allow_destructive: bool, applied_
         await tx.execute(f"SET LOCAL statement_timeout = '{DDL_STATEMENT_TIMEOUT}'")
         await tx.execute(f"SET LOCAL lock_timeout = '{DDL_LOCK_TIMEOUT}'")
         await _run_steps(tx.conn, change)
+        await _follow_files(tx, change.schema)
         new_version = version + 1
         document = to_document(change.schema, with_ids=True)
         await tx.execute(
@@ -120,6 +121,23 @@ async def apply(db: Database, change: Plan, *, allow_destructive: bool, applied_
     )
     schema = Schema(collections=change.schema.collections, version=new_version)
     return Applied(new_version, schema, change)
+
+
+async def _follow_files(tx: Executor, schema: Schema) -> None:
+    """Stored files follow renamed collections; those of dropped file fields and collections
+    leave `baas.files` (and go on the cleanup list) with the change that drops them."""
+    collections = [(c.id, c.name) for c in schema.collections]
+    await tx.execute(
+        "UPDATE baas.files f SET collection = m.name FROM unnest($1::text[], $2::text[]) AS"
+        " m(id, name) WHERE f.collection_id = m.id AND f.collection <> m.name",
+        [i for i, _ in collections],
+        [n for _, n in collections],
+    )
+    kept = [f"{c.id}/{f.id}" for c in schema.collections for f in c.fields if f.type == "file"]
+    await tx.execute(
+        "DELETE FROM baas.files WHERE NOT (collection_id || '/' || field_id = ANY($1::text[]))",
+        kept,
+    )
 
 
 async def _run_steps(conn: Connection, change: Plan) -> None:

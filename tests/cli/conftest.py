@@ -33,7 +33,7 @@ def _env(database_url: str, tmp_path: Path) -> dict[str, str]:
         BAAS_DATABASE_URL=database_url,
         BAAS_DATA_DIR=str(tmp_path / "data"),
         BAAS_SECRET_KEY=SECRET_KEY,
-        COLUMNS="200",
+        COLUMNS="240",
         NO_COLOR="1",
     )
     return env
