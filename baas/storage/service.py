@@ -23,7 +23,7 @@ from baas.db.sqltree import column, param, table
 from baas.errors import NotFound, ValidationFailed, field_error
 from baas.records import service as records
 from baas.records.access import collection
-from baas.records.validation import record_id
+from baas.records.validation import record_id, validate_create, validate_update
 from baas.schema.models import TABLE_SCHEMA, Collection, Field
 from baas.storage.uploads import Form, Staged, discard
 
@@ -64,8 +64,11 @@ async def _write(
     tx: Executor,
 ) -> dict[str, Any]:
     current = await _current_files(c, raw_id, tx) if raw_id is not None else {}
-    values, removed = _plan(c, current, form)
     body = {k: v for k, v in form.body.items() if not _is_file_key(c, k)}
+    try:
+        values, removed = _plan(c, current, form)
+    except ValidationFailed as exc:  # with the other fields' problems: all at once
+        raise ValidationFailed({**_body_problems(c, body, raw_id), **exc.fields}) from None
     if raw_id is None:
         body.setdefault("id", form.record_id)
         record = await records.create_record(ctx, identity, c.name, body, tx, files=values)
@@ -102,6 +105,17 @@ async def _write(
             removed,
         )
     return record
+
+
+def _body_problems(c: Collection, body: dict[str, Any], raw_id: str | None) -> dict[str, Any]:
+    try:
+        if raw_id is None:
+            validate_create(c, body)
+        else:
+            validate_update(c, body, record_id(raw_id) or "")
+    except ValidationFailed as exc:
+        return exc.fields
+    return {}
 
 
 def _is_file_key(c: Collection, key: str) -> bool:

@@ -218,7 +218,7 @@ CREATES = [
     bad("friends", [Ref("p1"), Ref("p1")], "duplicate_value"),
     bad("friends", Ref("p1"), "invalid_type"),
     # files are uploaded, not written as values
-    bad("avatar", "photo.png", "read_only"),
+    bad("avatar", "photo.png", "file_not_found"),
     # nullable: false with a default, and server-set fields
     bad("level", None, "not_nullable"),
     ok("level", 3),
@@ -236,7 +236,7 @@ UPDATES = [
     patch_bad("tags", ["b", "b"], "duplicate_value"),
     patch_bad("owner", MISSING, "relation_not_found"),
     patch_bad("friends", [MISSING], "relation_not_found"),
-    patch_bad("avatar", "x.png", "read_only"),
+    patch_bad("avatar", "x.png", "file_not_found"),
     patch_bad("updated", "2026-01-01T00:00:00Z", "read_only"),
     patch_bad("nope", 1, "unknown_field"),
     patch_bad("count", 1000, "too_large"),
@@ -292,7 +292,7 @@ async def test_every_problem_is_reported_at_once(module_admin, seeded):
         "count": "invalid_type",
         "nope": "unknown_field",
         "created": "read_only",
-        "avatar": "read_only",
+        "avatar": "file_not_found",
         "tags": "duplicate_value",
         "id": "invalid_id",
     }
