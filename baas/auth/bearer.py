@@ -15,7 +15,7 @@ from typing import Any
 from baas.auth.identity import ANONYMOUS, Identity
 from baas.auth.keys import PREFIX
 from baas.auth.sessions import identity_from_claims
-from baas.auth.tokens import InvalidToken
+from baas.auth.tokens import TOKEN_TYPE, InvalidToken
 from baas.errors import Unauthorized
 
 MAX_TOKEN_LENGTH = 4096
@@ -44,13 +44,14 @@ def identify_access_token(ctx: Any, token: str) -> Identity:
     return identity_from_claims(access_claims(ctx, token))
 
 
-def access_claims(ctx: Any, token: str) -> dict[str, Any]:
-    """The claims of a valid, unrevoked access token; 401 otherwise."""
+def access_claims(ctx: Any, token: str, token_type: str = TOKEN_TYPE) -> dict[str, Any]:
+    """The claims of a valid, unrevoked access token (or file token: `token_type`); 401
+    otherwise."""
     try:
-        claims: dict[str, Any] = ctx.signer.verify(token)
+        claims: dict[str, Any] = ctx.signer.verify(token, token_type)
     except InvalidToken as exc:
         code = "token_expired" if str(exc) == "expired" else "invalid_token"
-        raise Unauthorized(f"the access token is not valid: {exc}", code=code) from None
+        raise Unauthorized(f"the {token_type} token is not valid: {exc}", code=code) from None
     if claims["sid"] in ctx.revoked:
         raise Unauthorized("the session has ended: sign in again", code="session_ended")
     return claims

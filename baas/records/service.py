@@ -52,14 +52,14 @@ __all__ = [
 ]
 
 
-def _not_found(c: Collection) -> NotFound:
+def not_found(c: Collection) -> NotFound:
     return NotFound(f"no {c.name} record with this id", code="record_not_found")
 
 
-def _existing_id(c: Collection, raw_id: str) -> str:
+def existing_id(c: Collection, raw_id: str) -> str:
     rid = record_id(raw_id)
     if rid is None:
-        raise _not_found(c)  # it cannot exist: same answer as a missing record
+        raise not_found(c)  # it cannot exist: same answer as a missing record
     return rid
 
 
@@ -73,12 +73,12 @@ async def get_record(
 ) -> dict[str, Any]:
     c = collection(ctx, name)
     authorize(c, "view", identity)
-    rid = _existing_id(c, raw_id)
+    rid = existing_id(c, raw_id)
     shape = read_shape(c, fields, expand, ctx.settings)
     q = sql.get_one(ctx.schema, query_limits(ctx), c, shape, identity.is_admin)
     row = await ctx.db.fetchrow(q.sql, *q.bind({"id": rid, **bind_auth(identity)}))
     if row is None:
-        raise _not_found(c)
+        raise not_found(c)
     return to_record(row, shape == DEFAULT)
 
 
@@ -167,7 +167,7 @@ async def update_record(
 ) -> dict[str, Any]:
     c = collection(ctx, name)
     authorize(c, "update", identity)
-    rid = _existing_id(c, raw_id)
+    rid = existing_id(c, raw_id)
     values = validate_update(c, body, rid)
     if files:
         values.update(files)
@@ -177,7 +177,7 @@ async def update_record(
         q = sql.get_one(ctx.schema, query_limits(ctx), c, DEFAULT, identity.is_admin, "update")
     row = await _write(ctx, c, ex or ctx.db, q, _Body(_write_args(identity, values, id=rid)))
     if row is None:
-        raise _not_found(c)
+        raise not_found(c)
     return to_record(row, False)
 
 
@@ -207,7 +207,7 @@ async def upsert_record(
         # Nothing written: the rule refused the existing record, or a racing PUT inserted it
         # after this statement's snapshot. Once more with a fresh snapshot tells them apart.
         if attempt > 0 and await _exists(ctx, c, ex or ctx.db, rid):
-            raise _not_found(c)  # there, but not for this caller to update: as if absent
+            raise not_found(c)  # there, but not for this caller to update: as if absent
     raise Conflict("the record changed concurrently; retry", code="write_conflict")
 
 
@@ -221,14 +221,14 @@ async def delete_record(
 ) -> None:
     c = collection(ctx, name)
     authorize(c, "delete", identity)
-    rid = _existing_id(c, raw_id)
+    rid = existing_id(c, raw_id)
     q = sql.delete(ctx.schema, query_limits(ctx), c, identity.is_admin)
     try:
         deleted = await (ex or ctx.db).fetchval(q.sql, *q.bind({"id": rid, **bind_auth(identity)}))
     except DatabaseError as exc:
         raise _explain(ctx, c, exc, deleting=True) from None
     if deleted is None:
-        raise _not_found(c)
+        raise not_found(c)
 
 
 async def _write(

@@ -8,6 +8,7 @@ of both backends, so no key can step outside its directory or bucket prefix.
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
@@ -101,6 +102,20 @@ def check_prefix(prefix: str) -> str:
 def check_range(offset: int, length: int | None) -> None:
     if offset < 0 or (length is not None and length < 0):
         raise ValueError("offset and length must not be negative")
+
+
+async def round_trip(backend: Backend) -> None:
+    """Write a small probe object, read it back and delete it (`check()` of every backend);
+    StorageUnavailable when a step fails or the bytes differ."""
+    key = f".baas-check/{secrets.token_hex(8)}"
+    probe = secrets.token_bytes(64)
+    await backend.put(key, probe, "application/octet-stream")
+    try:
+        back = b"".join([chunk async for chunk in backend.read(key)])
+    finally:
+        await backend.delete([key])
+    if back != probe:
+        raise StorageUnavailable("the probe object read back differently")
 
 
 def open_backend(settings: Settings) -> Backend:

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
 
-from baas.auth.bearer import MAX_TOKEN_LENGTH
+from baas.auth.bearer import MAX_TOKEN_LENGTH, access_claims
 from baas.auth.identity import ANONYMOUS, Identity
 from baas.auth.sessions import identity_from_claims
-from baas.auth.tokens import InvalidToken
 from baas.context import AppContext
 from baas.errors import InvalidParameter, NotFound, Unauthorized
 from baas.records.access import collection
@@ -68,14 +66,7 @@ def token_identity(ctx: AppContext, token: str) -> Identity:
     """The caller a file token stands for; 401 when it is not valid (expired, signed out)."""
     if len(token) > MAX_TOKEN_LENGTH:
         raise Unauthorized("the file token is not valid", code="invalid_token")
-    try:
-        claims = ctx.signer.verify(token, FILE_TOKEN)
-    except InvalidToken as exc:
-        code = "token_expired" if str(exc) == "expired" else "invalid_token"
-        raise Unauthorized(f"the file token is not valid: {exc}", code=code) from None
-    if claims["sid"] in ctx.revoked:
-        raise Unauthorized("the session has ended: sign in again", code="session_ended")
-    return identity_from_claims(claims)
+    return identity_from_claims(access_claims(ctx, token, FILE_TOKEN))
 
 
 async def find(
@@ -136,7 +127,7 @@ async def thumbnail(
         return file, None
     key = thumb_key(file.key, str(spec))
     mime = "image/png" if file.content_type == "image/gif" else file.content_type
-    made = StoredFile(**{**_fields(file), "key": key, "content_type": mime, "thumb": str(spec)})
+    made = replace(file, key=key, content_type=mime, thumb=str(spec))
     if await ctx.storage.exists(key):
         return made, None
     if file.size > MAX_THUMB_SOURCE:
@@ -147,11 +138,7 @@ async def thumbnail(
     except ThumbError as exc:
         raise InvalidParameter(f"no thumbnail: {exc}", code="not_an_image") from None
     await ctx.storage.put(key, data, mime)
-    return StoredFile(**{**_fields(made), "size": len(data), "content_type": mime}), data
-
-
-def _fields(file: StoredFile) -> dict[str, Any]:
-    return {name: getattr(file, name) for name in StoredFile.__slots__}
+    return replace(made, size=len(data), content_type=mime), data
 
 
 def thumb_key(key: str, size: str) -> str:

@@ -28,6 +28,7 @@ from baas.storage.backend import (
     check_key,
     check_prefix,
     check_range,
+    round_trip,
 )
 
 log = logging.getLogger("baas.storage")
@@ -206,18 +207,10 @@ class LocalBackend:
         return None
 
     async def check(self) -> str:
-        key = f".baas-check/{secrets.token_hex(8)}"
-        probe = secrets.token_bytes(64)
         try:
-            await self.put(key, probe, "application/octet-stream")
-            try:
-                back = b"".join([chunk async for chunk in self.read(key)])
-            finally:
-                await self.delete([key])
+            await round_trip(self)
         except StorageUnavailable as exc:
             raise StorageUnavailable(f"{self.root}: {exc.reason}") from None
-        if back != probe:
-            raise StorageUnavailable(f"{self.root}: the probe object read back differently")
         return f"local directory {self.root.resolve()}: write, read, delete OK"
 
     async def close(self) -> None:

@@ -17,7 +17,6 @@ import http.client
 import io
 import logging
 import queue
-import secrets
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -50,6 +49,7 @@ from baas.storage.backend import (
     check_key,
     check_prefix,
     check_range,
+    round_trip,
 )
 
 log = logging.getLogger("baas.storage")
@@ -203,21 +203,10 @@ class S3Backend:
         try:
             if not await self.call(self.client.bucket_exists, self.bucket):
                 raise StorageUnavailable(f"bucket {self.bucket} does not exist")
-            await self._round_trip()
+            await round_trip(self)
         except StorageUnavailable as exc:
             raise StorageUnavailable(f"{self.endpoint}: {exc.reason}") from None
         return f"s3 bucket {self.bucket} at {self.endpoint}: write, read, delete OK"
-
-    async def _round_trip(self) -> None:
-        key = f".baas-check/{secrets.token_hex(8)}"
-        probe = secrets.token_bytes(64)
-        await self.put(key, probe, "application/octet-stream")
-        try:
-            back = b"".join([chunk async for chunk in self.read(key)])
-        finally:
-            await self.delete([key])
-        if back != probe:
-            raise StorageUnavailable("the probe object read back differently")
 
     async def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -19,8 +19,8 @@ from sqlglot import exp
 from baas.auth.identity import Identity
 from baas.context import AppContext
 from baas.db.pool import Executor
-from baas.db.sqltree import column, param, table
-from baas.errors import NotFound, ValidationFailed, field_error
+from baas.db.sqltree import column, param, render, table
+from baas.errors import ValidationFailed, field_error
 from baas.records import service as records
 from baas.records.access import collection
 from baas.records.validation import record_id, validate_create, validate_update
@@ -125,7 +125,7 @@ def _is_file_key(c: Collection, key: str) -> bool:
 
 async def _current_files(c: Collection, raw_id: str, tx: Executor) -> dict[str, list[str]]:
     """The record's file names per file field, locked for this write (404 if there is none)."""
-    rid = record_id(raw_id)
+    rid = records.existing_id(c, raw_id)
     fields = file_fields(c)
     columns: list[exp.Expression] = [column(f.name) for f in fields] or [exp.Literal.number(1)]
     query = (
@@ -134,9 +134,9 @@ async def _current_files(c: Collection, raw_id: str, tx: Executor) -> dict[str, 
         .where(exp.EQ(this=column("id"), expression=param(1)))
         .lock(update=True)
     )
-    row = await tx.fetchrow(query.sql(dialect="postgres"), rid) if rid else None
+    row = await tx.fetchrow(render(query), rid)
     if row is None:
-        raise NotFound(f"no {c.name} record with this id", code="record_not_found")
+        raise records.not_found(c)
     return {f.name: _names(row[f.name]) for f in fields}
 
 

@@ -20,9 +20,9 @@ from typing import Any
 import orjson
 
 from baas.context import AppContext
-from baas.errors import MalformedJson, NotFound, PayloadTooLarge, ValidationFailed, field_error
+from baas.errors import MalformedJson, PayloadTooLarge, ValidationFailed, field_error
+from baas.records import service as records
 from baas.records.access import collection
-from baas.records.validation import record_id
 from baas.schema.models import Collection, Field
 from baas.storage import multipart
 from baas.storage.backend import Upload
@@ -79,9 +79,7 @@ async def read_multipart(
 ) -> Form:
     """The form of a multipart write to record `raw_id` (None: a new record)."""
     c = collection(ctx, name)
-    rid = record_id(raw_id) if raw_id is not None else new_record_id()
-    if rid is None:
-        raise NotFound(f"no {c.name} record with this id", code="record_not_found")
+    rid = records.existing_id(c, raw_id) if raw_id is not None else new_record_id()
     return await read_form(ctx, c, rid, body, marker)
 
 
