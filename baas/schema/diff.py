@@ -468,7 +468,15 @@ def _default_sql(f: Field) -> str | None:
 
 
 # Options only the server enforces (no DDL shows them), reported as `update_field` steps.
-_METADATA = ("hidden", "pattern", "max_size", "mime_types", "protected", "thumbs")
+_METADATA = (
+    "hidden",
+    "pattern",
+    "max_size",
+    "mime_types",
+    "protected",
+    "serve_inline",
+    "thumbs",
+)
 
 
 def _option_changes(old: Field, new: Field) -> list[str]:

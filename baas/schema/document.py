@@ -276,7 +276,7 @@ def _field(
     _unknown_keys(definition, allowed, path, problems, hint=f"for type {kind}")
     before = len(problems.items)  # unknown keys aside, are the option values usable?
     values: dict[str, Any] = {"name": name, "type": kind}
-    for key in ("required", "unique", "hidden", "multiple", "protected"):
+    for key in ("required", "unique", "hidden", "multiple", "protected", "serve_inline"):
         if key in definition:
             values[key] = _bool(definition[key], f"{path}.{key}", problems)
     if "nullable" in definition:
@@ -582,6 +582,7 @@ def _field_doc(f: Field, with_ids: bool) -> Any:
         "on_delete",
         "max_size",
         "protected",
+        "serve_inline",
     ):
         value = getattr(f, key)
         if value != getattr(_FIELD_DEFAULTS, key):

@@ -59,7 +59,7 @@ TYPES: dict[str, TypeSpec] = {
     "file": TypeSpec(
         "file",
         "text",
-        _opts("multiple", "max_size", "mime_types", "protected", "thumbs", "max"),
+        _opts("multiple", "max_size", "mime_types", "protected", "serve_inline", "thumbs", "max"),
         can_default=False,
         can_unique=False,
     ),

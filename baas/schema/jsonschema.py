@@ -95,6 +95,10 @@ _OPTION_SCHEMAS: dict[str, dict[str, Any]] = {
         "description": "Accepted MIME types, such as image/png or image/*.",
     },
     "protected": {"type": "boolean", "description": "Downloads need the view rule or a token."},
+    "serve_inline": {
+        "type": "boolean",
+        "description": "Serve HTML, SVG and XML inline (sandboxed) instead of as attachments.",
+    },
     "thumbs": {
         "type": "array",
         "items": {"type": "string", "pattern": THUMB_PATTERN},

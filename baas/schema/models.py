@@ -48,6 +48,7 @@ class Field:
     max_size: int | None = None
     mime_types: tuple[str, ...] = ()
     protected: bool = False
+    serve_inline: bool = False  # HTML/SVG/XML shown inline (still sandboxed), not as attachments
     thumbs: tuple[str, ...] = ()
     system: bool = False  # built in (users' auth fields): written by baas, not by clients
     renamed_from: str | None = field(default=None, compare=False)

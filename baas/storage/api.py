@@ -40,7 +40,8 @@ async def get_file(request: Request) -> Response:
     made = None
     if query.get("thumb"):
         file, made = await download.thumbnail(ctx, file, query["thumb"])
-    attachment = list_params.boolean(query, "download") or renders_active_content(file.content_type)
+    active = renders_active_content(file.content_type) and not file.field.serve_inline
+    attachment = list_params.boolean(query, "download") or active
     headers = _headers(file, attachment)
     if not_modified(request.headers, file.etag, file.created):
         return Response(status_code=304, headers=_validators(file))

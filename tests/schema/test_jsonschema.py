@@ -168,6 +168,7 @@ VALID: dict[str, Any] = {
                         "mime_types": ["image/png", "image/*"],
                         "thumbs": ["100x100", "0x200", "300x300t"],
                         "protected": True,
+                        "serve_inline": True,
                     },
                     "files": {"type": "file", "multiple": True, "max": 5, "max_size": 1048576},
                     "doc": {"type": "file", "max_size": " 512 KiB "},

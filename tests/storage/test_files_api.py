@@ -35,6 +35,7 @@ SCHEMA: dict[str, Any] = {
                 },
                 "photos": {"type": "file", "multiple": True, "max": 3, "mime_types": ["image/*"]},
                 "tiny": {"type": "file", "max_size": 1024},
+                "page": {"type": "file", "serve_inline": True},
             },
             "rules": {
                 "list": "",
@@ -357,6 +358,19 @@ async def test_active_content_is_served_as_an_attachment(docs: httpx.AsyncClient
     assert got.headers["content-type"] == "image/svg+xml"
     assert got.headers["content-disposition"].startswith("attachment")
     assert "sandbox" in got.headers["content-security-policy"]
+
+
+async def test_a_field_may_serve_active_content_inline_still_sandboxed(
+    docs: httpx.AsyncClient,
+) -> None:
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg"><circle r="4"/></svg>'
+    record = (await create(docs, [("page", ("logo.svg", svg, "image/svg+xml"))], title="s")).json()
+    got = await docs.get(url(record, record["page"]))
+    assert got.content == svg
+    assert got.headers["content-disposition"].startswith("inline")
+    assert "sandbox" in got.headers["content-security-policy"]
+    asked = await docs.get(url(record, record["page"]), params={"download": "1"})
+    assert asked.headers["content-disposition"].startswith("attachment")
 
 
 async def test_traversal_names_are_neutralised(docs: httpx.AsyncClient) -> None:
