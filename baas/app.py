@@ -32,6 +32,7 @@ from baas.auth.crypto import SecretBox, SecretKeyError, check_install, load_secr
 from baas.auth.housekeeping import Housekeeper
 from baas.auth.mail import Mailer, Templates
 from baas.auth.oidc import OidcVerifier
+from baas.background import Background
 from baas.config import Settings
 from baas.context import AppContext
 from baas.db.durability import check_durability
@@ -45,7 +46,9 @@ from baas.http.middleware import Authenticate, RequestMiddleware
 from baas.http.request import context, request_id
 from baas.http.responses import error_response, json_response
 from baas.http.routing import route
+from baas.jobs import queue as jobs_queue
 from baas.openapi.document import openapi_document
+from baas.push import api as push_api
 from baas.realtime import api as realtime_api
 from baas.realtime import changelog, channels
 from baas.realtime.channels import Channels
@@ -165,15 +168,19 @@ async def start(settings: Settings) -> tuple[AppContext, Listener, Realtime]:
             log.info("applied %d system migration(s)", len(applied))
         ctx = await open_context(settings, db)
         live = Realtime(Hub(ctx), Channels(ctx))
+        ctx.background = Background(ctx)
         listener = _listener(ctx, live)
         await listener.start()
         await live.start()
         await ctx.mailer.start()
         ctx.file_cleaner.start()
+        await ctx.background.start()
         setup = await superusers.prepare_setup(db, settings.data_dir)
     except BaseException:
         if ctx is not None:
             await ctx.mailer.stop()
+            if ctx.background is not None:
+                await ctx.background.stop()
         await db.close()
         raise
     cache = ctx.schema
@@ -195,6 +202,7 @@ async def start(settings: Settings) -> tuple[AppContext, Listener, Realtime]:
 
 async def stop(ctx: AppContext, listener: Listener, live: Realtime) -> None:
     await live.stop()
+    await ctx.background.stop()
     await ctx.drain()
     await listener.stop()
     await ctx.mailer.stop()
@@ -228,9 +236,13 @@ def _listener(ctx: AppContext, live: Realtime) -> Listener:
     async def wake_cleaner(_payload: str = "") -> None:
         ctx.file_cleaner.wake()
 
+    async def wake_worker(_payload: str = "") -> None:
+        ctx.background.wake()
+
     async def reload_all() -> None:
         live.hub.wake()  # changes committed while the connection was down
         ctx.file_cleaner.wake()
+        ctx.background.wake()
         await reload_schema()
         await reload_keys()
         await reload_revoked()
@@ -246,6 +258,7 @@ def _listener(ctx: AppContext, live: Realtime) -> Listener:
     listener.subscribe(channels.PRESENCE, live.channels.on_presence)
     listener.subscribe(channels.BROADCAST, live.channels.on_broadcast)
     listener.subscribe(cleanup.CHANNEL, wake_cleaner)
+    listener.subscribe(jobs_queue.CHANNEL, wake_worker)
     listener.on_connect(reload_all)
     return listener
 
@@ -314,6 +327,7 @@ def create_app(settings: Settings, *, authenticate: Authenticate = authenticate)
             *records_api.routes,
             *realtime_api.routes,
             *storage_api.routes,
+            *push_api.routes,
             *auth_api.routes,
             *admin_api.routes,
             *admin_auth_api.routes,

@@ -127,6 +127,16 @@ SETTINGS: tuple[Setting, ...] = (
         "Largest file a file field accepts when it declares no max_size (bytes).",
     ),
     Setting("file_token_ttl_s", int, 120, "Lifetime of file tokens (POST /api/files/token)."),
+    Setting("jobs_concurrency", int, 8, "Jobs one server process runs at once (0: run none)."),
+    Setting("jobs_poll_s", float, 1.0, "Seconds between looks for scheduled or retried jobs."),
+    Setting("jobs_lease_s", float, 60.0, "Seconds before a silent worker's jobs run elsewhere."),
+    Setting("jobs_backoff_base_s", float, 5.0, "First retry delay of a failed job (doubles)."),
+    Setting("jobs_backoff_cap_s", float, 3600.0, "Longest delay between retries of a job."),
+    Setting("push_concurrency", int, 64, "Push sends in flight at once per delivery job."),
+    Setting("push_timeout_s", float, 10.0, "Seconds one push send may take."),
+    Setting("apns_host", str, "", "APNs host[:port]; empty: Apple's (production or sandbox)."),
+    Setting("fcm_url", str, "", "FCM v1 base URL; empty: https://fcm.googleapis.com/v1/projects."),
+    Setting("push_ca_file", Path, Path(""), "Extra CA certificates (PEM) trusted for push."),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -222,6 +232,16 @@ class Settings:
     s3_presigned_downloads: bool = False
     file_max_size: int = 10_485_760
     file_token_ttl_s: int = 120
+    jobs_concurrency: int = 8
+    jobs_poll_s: float = 1.0
+    jobs_lease_s: float = 60.0
+    jobs_backoff_base_s: float = 5.0
+    jobs_backoff_cap_s: float = 3600.0
+    push_concurrency: int = 64
+    push_timeout_s: float = 10.0
+    apns_host: str = ""
+    fcm_url: str = ""
+    push_ca_file: Path = Path("")
 
     @property
     def embedded(self) -> bool:
@@ -306,7 +326,25 @@ class Settings:
             problem = key_problem(self.secret_key)
             if problem:
                 problems.append(f"BAAS_SECRET_KEY: {problem}")
-        return problems + self._storage_problems()
+        return problems + self._storage_problems() + self._job_problems()
+
+    def _job_problems(self) -> list[str]:
+        problems = []
+        if self.jobs_concurrency < 0:
+            problems.append("BAAS_JOBS_CONCURRENCY: must be 0 or more")
+        for name in (
+            "jobs_poll_s",
+            "jobs_lease_s",
+            "jobs_backoff_base_s",
+            "jobs_backoff_cap_s",
+            "push_concurrency",
+            "push_timeout_s",
+        ):
+            if getattr(self, name) <= 0:
+                problems.append(f"{_BY_NAME[name].env}: must be positive")
+        if self.fcm_url and urlsplit(self.fcm_url).scheme not in ("http", "https"):
+            problems.append("BAAS_FCM_URL: must be an http(s) URL")
+        return problems
 
     def _storage_problems(self) -> list[str]:
         problems = []

@@ -3,7 +3,7 @@
 Built once in the lifespan (`app.py`) and handed to every service explicitly: settings, the
 database, the schema cache, service keys, the install's secret box and signing keys, revoked
 sessions, runtime settings, the mailer, the OpenID Connect verifier, file storage and its
-cleaner. Nothing here is global.
+cleaner, and the background job worker. Nothing here is global.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from baas.runtime_settings import RuntimeSettings
 from baas.schema.cache import SchemaCache
 
 if TYPE_CHECKING:
+    from baas.background import Background
     from baas.storage.backend import Backend
     from baas.storage.cleanup import FileCleaner
 
@@ -47,6 +48,7 @@ class AppContext:
     revoked: RevokedSessions = field(default_factory=RevokedSessions)
     storage: Backend = field(default=None, repr=False)  # type: ignore[assignment]
     file_cleaner: FileCleaner = field(default=None, repr=False)  # type: ignore[assignment]
+    background: Background = field(default=None, repr=False)  # type: ignore[assignment]
     info: dict[str, str] = field(default_factory=dict)
     query_limits: QueryLimits = field(init=False)
     _background: set[asyncio.Task[None]] = field(default_factory=set, repr=False)

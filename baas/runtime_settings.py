@@ -119,6 +119,25 @@ def _providers(value: Any) -> dict[str, dict[str, Any]]:
     return parse_providers(value)
 
 
+def _push_topics(value: Any) -> dict[str, str]:
+    from baas.push.topics import parse_topics  # imports this module
+
+    return parse_topics(value)
+
+
+def _optional_rule(value: Any) -> str | None:
+    if value is None:
+        return None
+    return _text(2000)(value)
+
+
+def _push_apps(value: Any) -> dict[str, Any]:
+    """Push apps and their APNs / FCM credentials (validated; see baas.push.apps)."""
+    from baas.push.apps import parse_apps  # imports this module
+
+    return parse_apps(value)
+
+
 @dataclass(frozen=True)
 class RuntimeSetting:
     name: str
@@ -192,6 +211,25 @@ RUNTIME: tuple[RuntimeSetting, ...] = (
     RuntimeSetting("smtp.password", _text(1000), "", "SMTP password.", secret=True),
     RuntimeSetting("smtp.timeout_s", _int(1, 120), 15, "SMTP connect/send timeout (seconds)."),
     RuntimeSetting("mail.from", _mailbox, "noreply@localhost", "Sender address of auth emails."),
+    RuntimeSetting(
+        "push.apps",
+        _push_apps,
+        {},
+        "Push apps with their APNs key or FCM service account (see the README's Push section).",
+        secret=True,
+    ),
+    RuntimeSetting(
+        "push.topics",
+        _push_topics,
+        {},
+        "Push topics users may subscribe to: name (or prefix*) -> rule ('' = anyone signed in).",
+    ),
+    RuntimeSetting(
+        "push.user_send_rule",
+        _optional_rule,
+        None,
+        "Lets users send push to other users whose record passes this rule (null: only admins).",
+    ),
 )
 BY_NAME = {s.name: s for s in RUNTIME}
 

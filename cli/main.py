@@ -1,4 +1,4 @@
-"""The `baas` command: serve, init, schema, keys, and the auth operations."""
+"""The `baas` command: serve, init, schema, keys, the auth operations, storage, jobs and push."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import typer
 
 from baas.schema.jsonschema import schema_file_jsonschema
 from baas.schema.yamlio import HEADER
-from cli import auth, keys, schema, serve, storage
+from cli import auth, jobs, keys, push, schema, serve, storage
 
 app = typer.Typer(
     help="baas: a self-hostable backend on PostgreSQL.",
@@ -27,6 +27,8 @@ app.add_typer(auth.mail_app, name="mail")
 app.add_typer(auth.settings_app, name="settings")
 app.add_typer(auth.signing_app, name="signing-keys")
 app.add_typer(storage.app, name="storage")
+app.add_typer(jobs.app, name="jobs")
+app.add_typer(push.app, name="push")
 
 STARTER = (
     HEADER

@@ -1,4 +1,4 @@
-"""The admin JSON API (service keys and superusers): schema, history and service keys.
+"""The admin JSON API (service keys and superusers): schema, history, service keys and jobs.
 
 Used by the console and the CLI; each handler calls one service function.
 """
@@ -17,6 +17,7 @@ from baas.http import list_params
 from baas.http.request import context, identity, read_json
 from baas.http.responses import json_response, no_content
 from baas.http.routing import route
+from baas.jobs import queue
 from baas.records.validation import record_id
 from baas.schema import service as schema_service
 from baas.schema.document import to_document
@@ -112,6 +113,44 @@ async def revoke_key(request: Request) -> Response:
     return no_content()
 
 
+JOB_PARAMS = ("status", "kind", "before", "limit")
+
+
+async def list_jobs(request: Request) -> Response:
+    require_admin(request)
+    q = request.query_params
+    list_params.reject_unknown(q, JOB_PARAMS)
+    db = context(request).db
+    before = list_params.bounded_int(q, "before", 0, 0, 2**62) or None
+    limit = list_params.bounded_int(q, "limit", 50, 1, queue.MAX_LIST)
+    items = await queue.list_jobs(
+        db, status=q.get("status"), kind=q.get("kind"), before=before, limit=limit
+    )
+    return json_response({"items": items, "counts": await queue.counts(db)})
+
+
+def _job_id(request: Request) -> int:
+    raw = request.path_params["id"]
+    if not (raw.isascii() and raw.isdigit() and len(raw) < 19):
+        raise NotFound(f"no job {raw[:30]!r}", code="job_not_found")
+    return int(raw)
+
+
+async def get_job(request: Request) -> Response:
+    require_admin(request)
+    return json_response(await queue.get_job(context(request).db, _job_id(request)))
+
+
+async def retry_job(request: Request) -> Response:
+    require_admin(request)
+    return json_response(await queue.retry_job(context(request).db, _job_id(request)))
+
+
+async def cancel_job(request: Request) -> Response:
+    require_admin(request)
+    return json_response(await queue.cancel_job(context(request).db, _job_id(request)))
+
+
 routes = [
     route("/api/admin/collections", GET=list_collections),
     route("/api/admin/collections/{name}", GET=get_collection),
@@ -120,4 +159,8 @@ routes = [
     route("/api/admin/schema/history", GET=schema_history),
     route("/api/admin/keys", GET=list_keys, POST=create_key),
     route("/api/admin/keys/{id}", DELETE=revoke_key),
+    route("/api/admin/jobs", GET=list_jobs),
+    route("/api/admin/jobs/{id}", GET=get_job),
+    route("/api/admin/jobs/{id}/retry", POST=retry_job),
+    route("/api/admin/jobs/{id}/cancel", POST=cancel_job),
 ]

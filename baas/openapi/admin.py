@@ -1,4 +1,4 @@
-"""OpenAPI paths of the admin API (service keys and superusers): schema, history, keys."""
+"""OpenAPI paths of the admin API (service keys and superusers): schema, history, keys, jobs."""
 
 from __future__ import annotations
 
@@ -125,5 +125,61 @@ def admin_paths() -> dict[str, Any]:
             "delete": _op(
                 "adminRevokeKey", "Revoke a service key", {"204": {"description": "Revoked"}}, "404"
             ),
+        },
+        **_jobs_paths(),
+    }
+
+
+_JOB: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer"},
+        "kind": {"type": "string"},
+        "status": {"enum": ["queued", "running", "done", "dead", "cancelled"]},
+        "payload": _OBJECT,
+        "run_at": {"type": "string", "format": "date-time"},
+        "attempts": {"type": "integer"},
+        "max_attempts": {"type": "integer"},
+        "last_error": {"type": ["string", "null"]},
+        "finished": {"type": ["string", "null"], "format": "date-time"},
+    },
+}
+
+
+def _jobs_paths() -> dict[str, Any]:
+    job_id = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
+    query = [
+        {"name": n, "in": "query", "schema": {"type": t}}
+        for n, t in (
+            ("status", "string"),
+            ("kind", "string"),
+            ("before", "integer"),
+            ("limit", "integer"),
+        )
+    ]
+    listing = {
+        "type": "object",
+        "properties": {"items": {"type": "array", "items": _JOB}, "counts": _OBJECT},
+    }
+    return {
+        "/api/admin/jobs": {
+            "get": {
+                **_op("adminListJobs", "Jobs, newest first", _ok(listing), "400"),
+                "parameters": query,
+            },
+        },
+        "/api/admin/jobs/{id}": {
+            "parameters": [job_id],
+            "get": _op("adminGetJob", "One job", _ok(_JOB), "404"),
+        },
+        "/api/admin/jobs/{id}/retry": {
+            "parameters": [job_id],
+            "post": _op(
+                "adminRetryJob", "Run a dead or cancelled job again", _ok(_JOB), "404", "409"
+            ),
+        },
+        "/api/admin/jobs/{id}/cancel": {
+            "parameters": [job_id],
+            "post": _op("adminCancelJob", "Cancel a queued or dead job", _ok(_JOB), "404", "409"),
         },
     }

@@ -12,6 +12,7 @@ from baas.openapi.admin import admin_paths
 from baas.openapi.auth import auth_paths
 from baas.openapi.common import errors, json_content, ref
 from baas.openapi.files import files_paths, multipart_body
+from baas.openapi.push import push_paths
 from baas.schema.cache import SchemaCache
 from baas.schema.fields import TYPES
 from baas.schema.models import Collection, Field
@@ -63,6 +64,7 @@ def _build(cache: SchemaCache, base_url: str, version: str) -> dict[str, Any]:
     paths.update(admin_paths())
     paths.update(auth_paths())
     paths.update(files_paths())
+    paths.update(push_paths())
     return {
         "openapi": "3.1.0",
         "info": {

@@ -204,6 +204,16 @@ def check_rules(schema: Schema, limits: QueryLimits) -> list[str]:
                 compile_filter(tree, RecordResolver(context, c, "rec"), binder, limits)
             except FilterError as exc:
                 problems.append(f"collections.{c.name}.rules.{operation}: {exc}")
+        for i, trigger in enumerate(c.push):
+            if trigger.filter is None:
+                continue
+            binder = _Throwaway()
+            try:
+                filter_condition(
+                    schema, c, trigger.filter, "rec", binder, limits, auth_id=exp.Null(), admin=True
+                )
+            except FilterError as exc:
+                problems.append(f"collections.{c.name}.push[{i}].filter: {exc}")
     return problems
 
 

@@ -275,6 +275,8 @@ class _Planner:
                 steps.append(
                     Step("set_rules", c.name, f"set the {', '.join(changed)} rules of {c.name}")
                 )
+            if c.push != old.push:
+                steps.append(Step("set_push", c.name, f"set the push triggers of {c.name}"))
             if tuple(f.id for f in c.fields if self.field_matches[c.name][f.name]) != tuple(
                 f.id for f in old.fields if f.id in {x.id for x in c.fields}
             ):

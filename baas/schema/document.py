@@ -27,6 +27,7 @@ from baas.schema.models import (
     Schema,
 )
 from baas.schema.names import name_problem
+from baas.schema.push_triggers import parse_push, push_doc
 
 MAX_COLLECTIONS = 1000
 MAX_FIELDS = 500  # PostgreSQL allows 1600 columns; leave room for dropped ones
@@ -154,6 +155,7 @@ def _users(
             rules=c.rules,
             search=c.search,
             search_language=c.search_language,
+            push=c.push,
         )
     for f in c.fields:
         if f.name in auth.SYSTEM_NAMES:
@@ -174,7 +176,7 @@ def _collection(
     if not isinstance(definition, Mapping):
         problems.add(path, "must be a mapping with 'fields' (and optionally 'indexes')")
         return None
-    allowed = {"fields", "indexes", "renamed_from", "rules", "search", "search_language"}
+    allowed = {"fields", "indexes", "renamed_from", "rules", "search", "search_language", "push"}
     allowed |= {"id"} if stored else set()
     _unknown_keys(definition, allowed, path, problems)
     renamed_from = _renamed_from(definition, path, "collection", problems)
@@ -210,6 +212,9 @@ def _collection(
         rules=_rules(definition.get("rules"), f"{path}.rules", problems),
         search=_search(definition.get("search"), by_name, f"{path}.search", problems),
         search_language=_language(definition.get("search_language"), path, problems),
+        push=parse_push(
+            definition.get("push"), by_name, auth.AUTH_COLLECTION, f"{path}.push", problems
+        ),
     )
 
 
@@ -559,6 +564,8 @@ def _collection_doc(c: Collection, with_ids: bool) -> dict[str, Any]:
         doc["search"] = list(c.search)
         if c.search_language != "simple":
             doc["search_language"] = c.search_language
+    if c.push:
+        doc["push"] = push_doc(c.push)
     rules = {op: c.rules.for_operation(op) for op in RULE_OPERATIONS}
     if users or any(rule is not None for rule in rules.values()):
         doc["rules"] = rules  # null is written out: "locked" is a decision worth seeing

@@ -23,6 +23,7 @@ from baas.schema.document import (
 from baas.schema.fields import TYPES, TypeSpec
 from baas.schema.models import ON_DELETE, RULE_OPERATIONS, SYSTEM_FIELDS
 from baas.schema.names import MAX_IDENTIFIER_BYTES, RESERVED, SYSTEM_COLUMNS
+from baas.schema.push_triggers import JSONSCHEMA as PUSH_JSONSCHEMA
 
 NAME_PATTERN = f"^[a-z][a-z0-9_]{{0,{MAX_IDENTIFIER_BYTES - 1}}}$"
 # ECMA 262 twins of the patterns in `document` (which match the whole, stripped value).
@@ -205,6 +206,7 @@ def _collection() -> dict[str, Any]:
                 "description": "Text fields searched by ?search= (a GIN index is created).",
             },
             "search_language": {"enum": list(SEARCH_LANGUAGES)},
+            "push": PUSH_JSONSCHEMA,
         },
     }
 

@@ -87,6 +87,23 @@ class Rules:
 
 
 @dataclass(frozen=True)
+class PushTrigger:
+    """Push a notification when a record is created, or updated so that it matches `filter`, to
+    the users a relation field names; texts are jinja2 templates over the record."""
+
+    on: str  # create | update
+    to: str  # a relation field to users (one or many)
+    title: str = ""
+    body: str = ""
+    filter: str | None = None
+    data: tuple[tuple[str, str], ...] = ()
+    sound: str | None = None
+    thread: str | None = None
+    collapse_key: str | None = None
+    priority: str = "high"
+
+
+@dataclass(frozen=True)
 class Collection:
     name: str
     fields: tuple[Field, ...]
@@ -96,6 +113,7 @@ class Collection:
     rules: Rules = Rules()
     search: tuple[str, ...] = ()  # text fields searched by `search=`, with a GIN index
     search_language: str = "simple"
+    push: tuple[PushTrigger, ...] = ()
 
     def field(self, name: str) -> Field | None:
         for f in self.fields:

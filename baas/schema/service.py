@@ -99,6 +99,7 @@ async def apply(db: Database, change: Plan, *, allow_destructive: bool, applied_
         await tx.execute(f"SET LOCAL lock_timeout = '{DDL_LOCK_TIMEOUT}'")
         await _run_steps(tx.conn, change)
         await _follow_files(tx, change.schema)
+        await _follow_push(tx, change.schema)
         new_version = version + 1
         document = to_document(change.schema, with_ids=True)
         await tx.execute(
@@ -121,6 +122,15 @@ async def apply(db: Database, change: Plan, *, allow_destructive: bool, applied_
     )
     schema = Schema(collections=change.schema.collections, version=new_version)
     return Applied(new_version, schema, change)
+
+
+async def _follow_push(tx: Executor, schema: Schema) -> None:
+    """The change-log trigger enqueues push-trigger jobs for the collections listed here."""
+    await tx.execute("DELETE FROM baas.push_trigger_collections")
+    await tx.execute(
+        "INSERT INTO baas.push_trigger_collections SELECT unnest($1::text[])",
+        [c.name for c in schema.collections if c.push],
+    )
 
 
 async def _follow_files(tx: Executor, schema: Schema) -> None:

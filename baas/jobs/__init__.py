@@ -1,0 +1,1 @@
+"""The PostgreSQL job queue (`queue`), the worker each process runs (`worker`) and cron (`cron`)."""

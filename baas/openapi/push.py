@@ -1,0 +1,147 @@
+"""OpenAPI paths of push: devices, topics, sending and message status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from baas.openapi.common import errors, json_content
+
+_TAG = ["push"]
+_TEXT = {"type": "string"}
+_IDS = {"type": "array", "items": {"type": "string", "format": "uuid"}}
+_DEVICE_IN = {
+    "type": "object",
+    "required": ["platform", "token", "app_id"],
+    "properties": {
+        "platform": {"enum": ["ios", "android"]},
+        "token": _TEXT,
+        "app_id": _TEXT,
+        "locale": _TEXT,
+        "name": _TEXT,
+        "install_id": _TEXT,
+        "user_id": {"type": "string", "format": "uuid"},
+    },
+}
+_DEVICE = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "format": "uuid"},
+        "user_id": {"type": ["string", "null"], "format": "uuid"},
+        "platform": {"enum": ["ios", "android"]},
+        "token_end": _TEXT,
+        "app_id": _TEXT,
+        "enabled": {"type": "boolean"},
+        "disabled_reason": {"type": ["string", "null"]},
+    },
+}
+_SEND = {
+    "type": "object",
+    "properties": {
+        "users": _IDS,
+        "devices": _IDS,
+        "topics": {"type": "array", "items": _TEXT},
+        "filter": _TEXT,
+        "title": _TEXT,
+        "body": _TEXT,
+        "data": {"type": "object"},
+        "badge": {"type": "integer", "minimum": 0},
+        "sound": _TEXT,
+        "image": {"type": "string", "format": "uri"},
+        "thread": _TEXT,
+        "collapse_key": _TEXT,
+        "priority": {"enum": ["high", "normal"]},
+        "ttl": {"type": "integer", "minimum": 0},
+        "locales": {"type": "object"},
+        "send_at": {"type": "string", "format": "date-time"},
+    },
+}
+_MESSAGE = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "format": "uuid"},
+        "status": {
+            "enum": ["scheduled", "sending", "sent", "partially_sent", "failed", "cancelled"]
+        },
+        "total": {"type": ["integer", "null"]},
+        "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+    },
+}
+
+
+def _op(op_id: str, summary: str, status: str, schema: Any, *codes: str, body: Any = None) -> Any:
+    operation: dict[str, Any] = {
+        "operationId": op_id,
+        "tags": _TAG,
+        "summary": summary,
+        "responses": {
+            status: {"description": "OK", "content": json_content(schema)}
+            if schema
+            else {"description": "Done"},
+            **errors(*codes),
+        },
+    }
+    if body is not None:
+        operation["requestBody"] = {"required": True, "content": json_content(body)}
+    return operation
+
+
+def _path(name: str, fmt: str | None = None) -> dict[str, Any]:
+    schema = {"type": "string", **({"format": fmt} if fmt else {})}
+    return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
+def push_paths() -> dict[str, Any]:
+    items = {"type": "object", "properties": {"items": {"type": "array", "items": _DEVICE}}}
+    message_id = [_path("id", "uuid")]
+    return {
+        "/api/push/devices": {
+            "get": _op("listDevices", "The caller's devices", "200", items, "400"),
+            "post": _op(
+                "registerDevice",
+                "Register or update a device",
+                "201",
+                _DEVICE,
+                "400",
+                body=_DEVICE_IN,
+            ),
+        },
+        "/api/push/devices/{id}": {
+            "parameters": [_path("id", "uuid")],
+            "delete": _op("unregisterDevice", "Unregister a device", "204", None, "404"),
+        },
+        "/api/push/topics": {
+            "get": _op("myTopics", "The caller's topics", "200", {"type": "object"}, "400"),
+        },
+        "/api/push/topics/{topic}/subscribe": {
+            "parameters": [_path("topic")],
+            "post": _op(
+                "subscribeTopic", "Subscribe", "200", {"type": "object"}, "400", "403", "404"
+            ),
+            "delete": _op(
+                "unsubscribeTopic", "Unsubscribe", "200", {"type": "object"}, "400", "404"
+            ),
+        },
+        "/api/push/send": {
+            "post": _op(
+                "sendPush", "Queue a notification", "202", _MESSAGE, "400", "401", "403", body=_SEND
+            ),
+        },
+        "/api/push/messages/{id}": {
+            "parameters": message_id,
+            "get": _op(
+                "getPushMessage", "A message and its delivery counts", "200", _MESSAGE, "404"
+            ),
+        },
+        "/api/push/messages/{id}/deliveries": {
+            "parameters": message_id,
+            "get": _op(
+                "pushDeliveries", "Per-device outcomes", "200", {"type": "object"}, "403", "404"
+            ),
+        },
+        "/api/push/messages/{id}/cancel": {
+            "parameters": message_id,
+            "post": _op(
+                "cancelPush", "Cancel a scheduled message", "200", _MESSAGE, "403", "404", "409"
+            ),
+        },
+    }

@@ -1,0 +1,133 @@
+"""The "push.apps" runtime setting: the apps push is sent for, with their provider credentials.
+
+    {"ios": {"platform": "ios", "bundle_id": "com.acme.chat", "team_id": "ABCDE12345",
+             "key_id": "KEY1234567", "key": "-----BEGIN PRIVATE KEY-----...", "sandbox": false},
+     "android": {"platform": "android", "service_account": {...the JSON Google gives...}}}
+
+The setting is secret (sealed at rest, never shown back). A device names the app it registered
+for (`app_id`): an app's name here, its iOS bundle id, its Android package names or its Firebase
+project id; when only one app of a platform is configured, every device of that platform uses it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+from baas.runtime_settings import SettingValueError
+
+APP_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+BUNDLE_ID = re.compile(r"[A-Za-z0-9.-]{1,155}")
+APPLE_ID = re.compile(r"[A-Z0-9]{10}")
+MAX_APPS = 50
+_IOS_KEYS = {"platform", "bundle_id", "team_id", "key_id", "key", "sandbox"}
+_ANDROID_KEYS = {"platform", "service_account", "packages"}
+_LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+@dataclass(frozen=True)
+class PushApp:
+    name: str
+    platform: str  # ios | android
+    bundle_id: str = ""  # ios: the apns-topic
+    team_id: str = ""
+    key_id: str = ""
+    key: str = field(default="", repr=False)  # the .p8 key (PEM)
+    sandbox: bool = False
+    service_account: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    packages: tuple[str, ...] = ()
+
+    @property
+    def project_id(self) -> str:
+        return str(self.service_account.get("project_id", ""))
+
+    def answers_to(self, app_id: str) -> bool:
+        if app_id == self.name:
+            return True
+        if self.platform == "ios":
+            return app_id == self.bundle_id
+        return app_id == self.project_id or app_id in self.packages
+
+
+def parse_apps(value: Any) -> dict[str, PushApp]:
+    if not isinstance(value, Mapping):
+        raise SettingValueError(
+            'must be an object of app name -> {"platform": "ios", ...}'
+            ' or {"platform": "android", ...}'
+        )
+    if len(value) > MAX_APPS:
+        raise SettingValueError(f"at most {MAX_APPS} apps")
+    return {_name(name): _app(name, entry) for name, entry in value.items()}
+
+
+def find_app(apps: Mapping[str, PushApp], platform: str, app_id: str) -> PushApp | None:
+    """The app a device of `platform` registered for `app_id` is sent through."""
+    mine = [a for a in apps.values() if a.platform == platform]
+    named = [a for a in mine if a.answers_to(app_id)]
+    if named:
+        return named[0]
+    return mine[0] if len(mine) == 1 else None
+
+
+def _name(name: Any) -> str:
+    if not isinstance(name, str) or not APP_NAME.fullmatch(name):
+        raise SettingValueError(f"app name {str(name)[:50]!r}: 1-100 of A-Z a-z 0-9 _ . -")
+    return name
+
+
+def _app(name: str, entry: Any) -> PushApp:
+    if not isinstance(entry, Mapping) or entry.get("platform") not in ("ios", "android"):
+        raise SettingValueError(f"{name}: must be an object with platform ios or android")
+    allowed = _IOS_KEYS if entry["platform"] == "ios" else _ANDROID_KEYS
+    unknown = sorted(str(k)[:50] for k in entry if k not in allowed)
+    if unknown:
+        raise SettingValueError(f"{name}: unknown keys {unknown}; allowed: {sorted(allowed)}")
+    return _ios(name, entry) if entry["platform"] == "ios" else _android(name, entry)
+
+
+def _ios(name: str, entry: Mapping[str, Any]) -> PushApp:
+    bundle, team, key_id, key = (entry.get(k) for k in ("bundle_id", "team_id", "key_id", "key"))
+    if not isinstance(bundle, str) or not BUNDLE_ID.fullmatch(bundle):
+        raise SettingValueError(f"{name}.bundle_id: the app's bundle id, e.g. com.acme.chat")
+    for label, text in (("team_id", team), ("key_id", key_id)):
+        if not isinstance(text, str) or not APPLE_ID.fullmatch(text):
+            raise SettingValueError(f"{name}.{label}: Apple's 10-character id, e.g. ABCDE12345")
+    if not isinstance(key, str) or not isinstance(_private_key(key), ec.EllipticCurvePrivateKey):
+        raise SettingValueError(f"{name}.key: the APNs auth key (.p8 file contents, EC P-256)")
+    sandbox = entry.get("sandbox", False)
+    if not isinstance(sandbox, bool):
+        raise SettingValueError(f"{name}.sandbox: true (development builds) or false")
+    return PushApp(name, "ios", bundle, team, key_id, key, sandbox)  # type: ignore[arg-type]
+
+
+def _android(name: str, entry: Mapping[str, Any]) -> PushApp:
+    account = entry.get("service_account")
+    if not isinstance(account, Mapping) or account.get("type") != "service_account":
+        raise SettingValueError(f"{name}.service_account: the service account JSON from Firebase")
+    for key in ("project_id", "client_email", "private_key", "token_uri"):
+        if not isinstance(account.get(key), str) or not account[key]:
+            raise SettingValueError(f"{name}.service_account.{key}: missing")
+    if not isinstance(_private_key(account["private_key"]), rsa.RSAPrivateKey):
+        raise SettingValueError(f"{name}.service_account.private_key: not an RSA private key")
+    uri = urlsplit(account["token_uri"])
+    if not (uri.scheme == "https" or (uri.scheme == "http" and uri.hostname in _LOOPBACK)):
+        raise SettingValueError(f"{name}.service_account.token_uri: must be https")
+    packages = entry.get("packages", [])
+    if not isinstance(packages, list) or not all(
+        isinstance(p, str) and BUNDLE_ID.fullmatch(p) for p in packages
+    ):
+        raise SettingValueError(f"{name}.packages: a list of package names, e.g. com.acme.chat")
+    return PushApp(name, "android", service_account=dict(account), packages=tuple(packages))
+
+
+def _private_key(pem: str) -> object:
+    try:
+        return load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError):
+        return None

@@ -1,0 +1,127 @@
+"""Push triggers from the schema file: a record written in a collection with `push:` entries
+sends the notifications they describe, with no server code.
+
+The change-log trigger enqueues a `push.trigger` job in the writing transaction, carrying the row
+as written (and as it was, for updates), so a trigger fires if and only if the write committed.
+The job decides which entries fire (a create; an update that makes the record match the entry's
+filter, or any update without one), evaluating filters in the database against those rows with
+the one rule engine, renders the texts with jinja2's sandbox, and queues one message per entry
+(its id derived from the job's, so a job that runs twice queues it once).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from jinja2 import Template, TemplateError
+from jinja2.sandbox import SandboxedEnvironment
+from sqlglot import exp
+
+from baas.context import AppContext
+from baas.db.sqltree import Compiled, Params, template
+from baas.jobs.queue import Fail, Job
+from baas.push.notification import Notification, SendRequest, Target
+from baas.push.service import create_message
+from baas.records.validation import record_id
+from baas.rules import engine
+from baas.schema.models import TABLE_SCHEMA, Collection, PushTrigger
+
+log = logging.getLogger("baas.push")
+KIND = "push.trigger"
+_IDS = uuid.UUID("5b0c3c2e-8f0e-4d59-9a57-6f2d1c1c7a10")  # namespace of trigger message ids
+_ENV = SandboxedEnvironment(autoescape=False)  # push texts are not HTML
+MAX_RECIPIENTS = 10_000
+
+
+async def run(ctx: AppContext, job: Job) -> None:
+    p = job.payload
+    c = ctx.schema.collection(p["collection"])
+    event = {"insert": "create", "update": "update"}.get(p["op"])
+    if c is None or event is None:
+        return
+    failed = []
+    for i, trigger in enumerate(c.push):
+        if trigger.on != event or not await _fires(ctx, c, trigger, p["new"], p.get("old")):
+            continue
+        try:
+            note = _render(trigger, p["new"], p.get("old"))
+        except TemplateError as exc:
+            failed.append(f"push[{i}]: {exc}")
+            continue
+        users = _recipients(p["new"].get(trigger.to))
+        if not users:
+            continue
+        request = SendRequest(Target(users=users), note, None)
+        message_id = str(uuid.uuid5(_IDS, f"{job.id}/{i}"))
+        async with ctx.db.transaction() as tx:
+            await create_message(tx, request, f"trigger:{c.name}", message_id)
+    if failed:
+        raise Fail("; ".join(failed))
+
+
+async def _fires(
+    ctx: AppContext, c: Collection, t: PushTrigger, new: Mapping[str, Any], old: Any
+) -> bool:
+    if t.filter is None:
+        return True
+    q = _matcher(ctx, c, t.filter)
+    now = await ctx.db.fetchval(q.sql, *q.bind({"row": dict(new)}))
+    if t.on == "create" or not now:
+        return bool(now)
+    before = await ctx.db.fetchval(q.sql, *q.bind({"row": dict(old or {})}))
+    return not before  # it matches now and did not before the update
+
+
+def _matcher(ctx: AppContext, c: Collection, text: str) -> Compiled:
+    """`SELECT <filter> FROM <the row as a record of the table>`, cached per schema version."""
+
+    def build() -> Compiled:
+        p = Params()
+        cond = engine.filter_condition(
+            ctx.schema.schema, c, text, "rec", p, ctx.query_limits, auth_id=exp.Null(), admin=True
+        )
+        query = template(
+            "SELECT coalesce(__cond, false) FROM jsonb_populate_record(CAST(NULL AS __s.__t),"
+            " CAST(__row AS JSONB)) AS __rec",
+            cond=exp.Paren(this=cond),
+            s=TABLE_SCHEMA,
+            t=c.name,
+            row=p.arg("row"),
+            rec="rec",
+        )
+        return p.compile(query)
+
+    result: Compiled = ctx.schema.memo(("push-trigger", c.name, text), build)
+    return result
+
+
+@functools.lru_cache(maxsize=256)
+def _template(source: str) -> Template:
+    return _ENV.from_string(source)
+
+
+def _render(t: PushTrigger, new: Mapping[str, Any], old: Any) -> Notification:
+    scope = {"record": new, "old": old}
+
+    def text(source: str | None) -> str | None:
+        return _template(source).render(scope) if source else None
+
+    return Notification(
+        title=text(t.title) or "",
+        body=text(t.body) or "",
+        data={k: text(v) or "" for k, v in t.data},
+        sound=text(t.sound),
+        thread=text(t.thread),
+        collapse_key=(text(t.collapse_key) or "")[:64] or None,
+        priority=t.priority,
+    )
+
+
+def _recipients(value: Any) -> tuple[str, ...]:
+    values = value if isinstance(value, list) else [value]
+    ids = (record_id(v) for v in values[:MAX_RECIPIENTS] if isinstance(v, str))
+    return tuple(dict.fromkeys(i for i in ids if i))

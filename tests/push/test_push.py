@@ -1,0 +1,266 @@
+"""Push end to end: devices, topics, sending through the job queue to local APNs and FCM servers
+(real aioapns and pyfcm clients), delivery tracking, dead tokens, retries, outages, schedules."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from tests.conftest import as_user
+from tests.push.apns_server import FakeApns
+from tests.push.conftest import (
+    ADMIN,
+    BUNDLE_ID,
+    android_token,
+    ios_token,
+    new_user,
+    register,
+    send,
+    settled,
+)
+from tests.push.fcm_server import FakeFcm
+
+
+async def test_a_device_registers_updates_moves_and_unregisters(api: httpx.AsyncClient) -> None:
+    alice, bob = new_user(), new_user()
+    token = ios_token()
+    first = await register(api, alice, "ios", token, locale="en_GB", name="Alice's phone")
+    again = await register(api, alice, "ios", token, locale="fr")
+    assert again["id"] == first["id"] and again["locale"] == "fr"
+    assert again["name"] == "Alice's phone" and again["token_end"] == token[-8:]
+    assert "token" not in again
+    mine = (await api.get("/api/push/devices", headers=as_user(alice))).json()["items"]
+    assert [d["id"] for d in mine] == [first["id"]]
+    # The phone changes hands: the token now belongs to bob.
+    moved = await register(api, bob, "ios", token)
+    assert moved["id"] == first["id"] and moved["user_id"] == bob
+    assert (await api.get("/api/push/devices", headers=as_user(alice))).json()["items"] == []
+    refused = await api.delete(f"/api/push/devices/{first['id']}", headers=as_user(alice))
+    assert refused.status_code == 404
+    gone = await api.delete(f"/api/push/devices/{first['id']}", headers=as_user(bob))
+    assert gone.status_code == 204
+    assert (await api.get("/api/push/devices", headers=as_user(bob))).json()["items"] == []
+
+
+async def test_anonymous_installs_manage_their_devices_with_their_install_id(
+    api: httpx.AsyncClient,
+) -> None:
+    install = "install-" + "a" * 20
+    device = await register(api, None, "android", android_token(), install_id=install)
+    assert device["user_id"] is None and device["install_id"] == install
+    listed = await api.get("/api/push/devices", params={"install_id": install})
+    assert [d["id"] for d in listed.json()["items"]] == [device["id"]]
+    other = await api.delete(f"/api/push/devices/{device['id']}", params={"install_id": "x" * 20})
+    assert other.status_code == 404
+    mine = await api.delete(f"/api/push/devices/{device['id']}", params={"install_id": install})
+    assert mine.status_code == 204
+    nobody = await api.post(
+        "/api/push/devices", json={"platform": "ios", "token": ios_token(), "app_id": BUNDLE_ID}
+    )
+    assert nobody.status_code == 400 and "install_id" in nobody.json()["error"]["fields"]
+
+
+async def test_bad_registrations_name_every_problem(api: httpx.AsyncClient) -> None:
+    response = await api.post(
+        "/api/push/devices",
+        json={"platform": "ios", "token": "not-hex", "app_id": "", "locale": "?", "color": 1},
+        headers=as_user(new_user()),
+    )
+    assert response.status_code == 400
+    assert set(response.json()["error"]["fields"]) == {"token", "app_id", "locale", "color"}
+    wrong = await api.post(
+        "/api/push/devices",
+        json={"platform": "windows", "token": "x", "app_id": "a"},
+        headers=as_user(new_user()),
+    )
+    assert set(wrong.json()["error"]["fields"]) == {"platform", "token"}
+
+
+async def test_fan_out_reaches_every_device_of_several_users_on_both_platforms(
+    api: httpx.AsyncClient, fake_apns: FakeApns, fake_fcm: FakeFcm
+) -> None:
+    users = [new_user() for _ in range(4)]
+    tokens: dict[str, str] = {}
+    for i, user in enumerate(users):
+        for _ in range(3):
+            ios, android = ios_token(), android_token()
+            locale = "fr_CA" if i == 0 else "en"
+            await register(api, user, "ios", ios, locale=locale)
+            await register(api, user, "android", android, locale=locale)
+            tokens[ios] = tokens[android] = user
+    outsider = ios_token()
+    await register(api, new_user(), "ios", outsider)
+    message = await send(
+        api,
+        users=users,
+        title="Hello",
+        body="You have mail",
+        data={"chat": "c1", "count": 3},
+        badge=2,
+        sound="ping.caf",
+        thread="chat-c1",
+        collapse_key="chat-c1",
+        ttl=600,
+        locales={"fr": {"title": "Bonjour", "body": "Vous avez du courrier"}},
+    )
+    assert message["status"] in ("scheduled", "sending")
+    done = await settled(api, message["id"])
+    assert done["status"] == "sent" and done["total"] == 24
+    assert done["counts"] == {"queued": 0, "sending": 0, "retrying": 0, "sent": 24, "failed": 0}
+    for token in tokens:
+        assert (fake_apns.count(token) or fake_fcm.count(token)) == 1, token
+    assert fake_apns.count(outsider) == 0
+    apple = {r.token: r for r in fake_apns.received}
+    french = next(r for t, r in apple.items() if tokens[t] == users[0])
+    english = next(r for t, r in apple.items() if tokens[t] == users[1])
+    assert french.payload["aps"]["alert"] == {"title": "Bonjour", "body": "Vous avez du courrier"}
+    assert english.payload == {
+        "chat": "c1",
+        "count": 3,
+        "aps": {
+            "alert": {"title": "Hello", "body": "You have mail"},
+            "badge": 2,
+            "sound": "ping.caf",
+            "thread-id": "chat-c1",
+        },
+    }
+    assert (english.topic, english.push_type, english.priority) == (BUNDLE_ID, "alert", "10")
+    assert english.collapse_id == "chat-c1" and english.expiration is not None
+    google = next(m for m in fake_fcm.received if tokens[m["token"]] == users[1])
+    assert google["notification"] == {"title": "Hello", "body": "You have mail"}
+    assert google["data"] == {"chat": "c1", "count": "3"}
+    assert google["android"]["priority"] == "HIGH" and google["android"]["ttl"] == "600s"
+    assert google["android"]["collapse_key"] == "chat-c1"
+    page = await api.get(f"/api/push/messages/{message['id']}/deliveries", headers=ADMIN)
+    assert {d["status"] for d in page.json()["items"]} == {"sent"}
+
+
+async def test_dead_tokens_fail_alone_and_their_devices_are_disabled(
+    api: httpx.AsyncClient, fake_apns: FakeApns, fake_fcm: FakeFcm
+) -> None:
+    user = new_user()
+    good = [ios_token(), android_token()]
+    dead_ios, dead_android = ios_token(), android_token()
+    for token in [*good, dead_ios]:
+        await register(api, user, "ios" if token in (good[0], dead_ios) else "android", token)
+    await register(api, user, "android", dead_android)
+    fake_apns.dead_tokens.add(dead_ios)
+    fake_fcm.dead_tokens.add(dead_android)
+    first = await settled(api, (await send(api, users=[user], title="t"))["id"])
+    assert first["status"] == "partially_sent"
+    assert first["counts"]["sent"] == 2 and first["counts"]["failed"] == 2
+    failed = await api.get(
+        f"/api/push/messages/{first['id']}/deliveries", params={"status": "failed"}, headers=ADMIN
+    )
+    assert sorted(d["reason"] for d in failed.json()["items"]) == ["UNREGISTERED", "Unregistered"]
+    devices = (await api.get("/api/push/devices", headers=as_user(user))).json()["items"]
+    disabled = {d["token_end"]: d["disabled_reason"] for d in devices if not d["enabled"]}
+    assert disabled == {dead_ios[-8:]: "Unregistered", dead_android[-8:]: "UNREGISTERED"}
+    second = await settled(api, (await send(api, users=[user], title="again"))["id"])
+    assert second["status"] == "sent" and second["total"] == 2
+    assert fake_apns.count(dead_ios) == 0 and fake_fcm.count(dead_android) == 0
+    # Registering the token again (the app was reinstalled) enables it.
+    back = await register(api, user, "ios", dead_ios)
+    assert back["enabled"] is True and back["disabled_reason"] is None
+
+
+async def test_transient_errors_are_retried_honouring_retry_after(
+    api: httpx.AsyncClient, fake_apns: FakeApns, fake_fcm: FakeFcm
+) -> None:
+    user = new_user()
+    ios, android = ios_token(), android_token()
+    await register(api, user, "ios", ios)
+    await register(api, user, "android", android)
+    fake_apns.fail_next(2, 503)
+    fake_fcm.fail_next(1, 429, retry_after=1)
+    started = time.monotonic()
+    done = await settled(api, (await send(api, users=[user], title="t"))["id"])
+    assert done["status"] == "sent"
+    assert time.monotonic() - started >= 1.0  # FCM asked for a second
+    assert fake_apns.count(ios) == 1 and fake_fcm.count(android) == 1
+    page = await api.get(f"/api/push/messages/{done['id']}/deliveries", headers=ADMIN)
+    attempts = {d["platform"]: d["attempts"] for d in page.json()["items"]}
+    assert attempts == {"ios": 3, "android": 2}
+
+
+async def test_a_provider_outage_delays_delivery_and_loses_nothing(
+    api: httpx.AsyncClient, fake_apns: FakeApns, fake_fcm: FakeFcm
+) -> None:
+    users, tokens = [], []
+    for _ in range(5):
+        user = new_user()
+        ios, android = ios_token(), android_token()
+        await register(api, user, "ios", ios)
+        await register(api, user, "android", android)
+        users.append(user)
+        tokens += [ios, android]
+    fake_apns.set_down(True)
+    fake_fcm.set_down(True)
+    message = await send(api, users=users, title="outage")
+    async with asyncio.timeout(10):
+        while True:  # every device has been tried and is waiting for its retry
+            during = (await api.get(f"/api/push/messages/{message['id']}", headers=ADMIN)).json()
+            if during["counts"]["retrying"] == 10:
+                break
+            await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)
+    assert during["status"] == "sending" and not fake_apns.received and not fake_fcm.received
+    fake_apns.set_down(False)
+    fake_fcm.set_down(False)
+    done = await settled(api, message["id"])
+    assert done["status"] == "sent" and done["counts"]["sent"] == 10
+    assert all((fake_apns.count(t) or fake_fcm.count(t)) == 1 for t in tokens)
+
+
+async def test_a_scheduled_message_is_sent_at_its_time(
+    api: httpx.AsyncClient, fake_apns: FakeApns
+) -> None:
+    user = new_user()
+    token = ios_token()
+    await register(api, user, "ios", token)
+    at = datetime.now(UTC) + timedelta(seconds=1.5)
+    message = await send(api, users=[user], title="later", send_at=at.isoformat())
+    assert message["status"] == "scheduled"
+    await asyncio.sleep(0.8)
+    assert fake_apns.count(token) == 0
+    done = await settled(api, message["id"])
+    assert done["status"] == "sent" and fake_apns.count(token) == 1
+    assert datetime.fromisoformat(done["fanned_out"]) >= at
+
+
+async def test_a_scheduled_message_can_be_cancelled(api: httpx.AsyncClient) -> None:
+    at = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    message = await send(api, users=[new_user()], title="never", send_at=at)
+    cancelled = await api.post(f"/api/push/messages/{message['id']}/cancel", headers=ADMIN)
+    assert cancelled.json()["status"] == "cancelled"
+    again = await api.post(f"/api/push/messages/{message['id']}/cancel", headers=ADMIN)
+    assert again.status_code == 409 and again.json()["error"]["code"] == "message_state"
+
+
+async def test_many_dead_tokens_on_one_connection_do_not_stall_delivery(
+    api: httpx.AsyncClient, push_app: Any, fake_apns: FakeApns
+) -> None:
+    """Apple's error bodies count against HTTP/2 flow control: unless the client returns the
+    credit, ~1,000 refusals fill the window and sends stall (aioapns PR #75)."""
+    user = new_user()
+    tokens = [ios_token() for _ in range(1500)]
+    fake_apns.dead_tokens.update(tokens)
+    await push_app.ctx.db.execute(
+        "INSERT INTO baas.push_devices (id, user_id, platform, token, app_id)"
+        " SELECT gen_random_uuid(), $1, 'ios', t, $3 FROM unnest($2::text[]) AS t",
+        user,
+        tokens,
+        BUNDLE_ID,
+    )
+    started = time.monotonic()
+    done = await settled(api, (await send(api, users=[user], title="t"))["id"], timeout_s=30)
+    assert done["status"] == "failed" and done["counts"]["failed"] == 1500
+    assert time.monotonic() - started < 8  # a stalled connection waits 10 s per round
+    disabled = await push_app.ctx.db.fetchval(
+        "SELECT count(*) FROM baas.push_devices WHERE NOT enabled AND disabled_reason = 'Unregistered'"
+    )
+    assert disabled == 1500
