@@ -60,7 +60,10 @@ class ApnsProvider:
             err_func=_quiet,
         )
         base = self.client.pool.protocol_class
-        attributes: dict[str, Any] = {"on_data_received": _acknowledging(base)}
+        attributes: dict[str, Any] = {
+            "on_data_received": _acknowledging(base),
+            "connection_lost": _forgiving(base),
+        }
         if host:
             name, _, port = host.rpartition(":") if ":" in host else (host, "", "443")
             attributes |= {"APNS_SERVER": name, "APNS_PORT": int(port)}
@@ -122,6 +125,19 @@ def _acknowledging(base: type) -> Any:
         self.conn.acknowledge_received_data(len(raw_data), stream_id)
 
     return on_data_received
+
+
+def _forgiving(base: type) -> Any:
+    """When a connection drops, aioapns fails each pending request; one it was waiting for that
+    our timeout already cancelled raises InvalidStateError there, and the requests after it
+    are never failed (they wait out their own timeouts). Forget the cancelled ones first."""
+    lost = base.connection_lost  # type: ignore[attr-defined]
+
+    def connection_lost(self: Any, exc: Exception | None) -> None:
+        self.requests = {k: f for k, f in self.requests.items() if not f.done()}
+        lost(self, exc)
+
+    return connection_lost
 
 
 def _alerts(note: Notification) -> bool:

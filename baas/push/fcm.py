@@ -9,10 +9,12 @@ Retry-After. `BAAS_FCM_URL` replaces Google's endpoint (a proxy or a local FCM f
 from __future__ import annotations
 
 import asyncio
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import google.auth.transport.requests
 import orjson
 import requests
 from google.auth.exceptions import GoogleAuthError
@@ -33,14 +35,38 @@ DEAD_CODES = frozenset({"UNREGISTERED", "SENDER_ID_MISMATCH"})
 
 
 class _Client(FCMNotification):  # type: ignore[misc]
+    """pyfcm with three changes: one POST per send (no sleeping, no retries: the queue decides);
+    one access token shared by every thread while it is valid (pyfcm fetches one per thread
+    and per call); and its per-thread sessions known, so they can be closed."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._token_lock = threading.Lock()
+        self.sessions: list[requests.Session] = []
+
     def send_request(self, payload: Any = None, timeout: Any = None) -> requests.Response:
-        """One POST, no sleeping or retrying: the queue decides when to try again."""
-        session: requests.Session = self.requests_session
+        session = self.session()
         response = session.post(self.fcm_end_point, data=payload, timeout=timeout)
         if response.status_code == 401:  # the access token expired early: get a new one, once
+            self.credentials.token = None  # not valid any more: the next call refreshes
             self.thread_local.token_expiry = 0
-            response = self.requests_session.post(self.fcm_end_point, data=payload, timeout=timeout)
+            response = self.session().post(self.fcm_end_point, data=payload, timeout=timeout)
         return response
+
+    def session(self) -> requests.Session:
+        fresh = getattr(self.thread_local, "requests_session", None) is None
+        session: requests.Session = self.requests_session
+        if fresh:
+            session.trust_env = False  # no proxy lookup in os.environ on every request
+            with self._token_lock:
+                self.sessions.append(session)
+        return session
+
+    def _get_access_token(self) -> str:
+        with self._token_lock:
+            if not self.credentials.valid:
+                self.credentials.refresh(google.auth.transport.requests.Request())
+            return str(self.credentials.token)
 
 
 class FcmProvider:
@@ -65,7 +91,7 @@ class FcmProvider:
 
     def _send(self, device: Device, note: Notification) -> Outcome:
         try:
-            session = self.client.requests_session  # fetches an access token when due
+            session = self.client.session()  # fetches an access token when due
             if self._verify is not None:
                 session.verify = self._verify
             body = self.client.parse_payload(
@@ -86,7 +112,9 @@ class FcmProvider:
         return outcome(response.status_code, response.content, response.headers.get("Retry-After"))
 
     async def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        await asyncio.to_thread(self._pool.shutdown, wait=True, cancel_futures=True)
+        for session in self.client.sessions:
+            session.close()
 
 
 def outcome(status: int, content: bytes, retry_after: str | None) -> Outcome:

@@ -31,7 +31,7 @@ async def send(ctx: AppContext, caller: Identity, body: Any) -> dict[str, Any]:
     if request.target.filter is not None:
         access.users_filter(ctx, request.target.filter, Params())  # 400 now, not in the job
     async with ctx.db.transaction() as tx:
-        message_id = await create_message(tx, request, caller.label)
+        message_id = await create_message(tx, request, sender(caller))
     return await message_status(ctx, message_id, caller)
 
 
@@ -71,6 +71,11 @@ async def _authorize(ctx: AppContext, caller: Identity, request: SendRequest) ->
         raise Forbidden(
             f"you may not send push to {len(refused)} of these users", code="push_not_allowed"
         )
+
+
+def sender(caller: Identity) -> str:
+    """Who sent a message: users by id (their email may change), others by their label."""
+    return f"user:{caller.id}" if caller.kind == "user" else caller.label
 
 
 def require_admin(caller: Identity) -> None:

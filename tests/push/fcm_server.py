@@ -10,10 +10,14 @@ It is in charge of speaking both protocols the way Google does (answers and erro
 sends them) and of the faults tests need: tokens that are unregistered (`dead_tokens`), the next
 sends failing with 429/500/503 (`fail_next`), slow answers (`response_delay_s`) and the whole
 service being down (`set_down`: connection refused, then up again on the same port).
+`expire_tokens()` makes Google's 401 ACCESS_TOKEN_EXPIRED answer, on which pyfcm gets a new token.
 
 `service_account_info()` is a service-account JSON whose `token_uri` is this fake's `/token`; the
 private key is fresh per fake. google-auth signs its JWT with it, and `/token` checks the signature
 with the public half, the issuer, audience, scope and lifetime before issuing an access token.
+
+`pyfcm_client(fake)` points pyfcm at the fake (by default without pyfcm's own retries and
+Retry-After sleeps); pyfcm keeps a requests session per thread, which `close_session` closes.
 
 The HTTP server is a small asyncio protocol on httptools (HTTP/1.1 with keep-alive) in one
 background thread: it was measured faster than uvicorn and than the standard library's threading
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import itertools
 import re
 import secrets
@@ -31,8 +36,8 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, cast
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import httptools
@@ -145,7 +150,7 @@ def google_error(
     error: Json = {"code": code, "message": message, "status": status}
     if details is not None:
         error["details"] = details
-    return Rejected(Reply(code, {"error": error}, delayed=True))
+    return Rejected(Reply(code, {"error": error}))
 
 
 def fcm_error(code: int, status: str, error_code: str, message: str) -> Rejected:
@@ -159,7 +164,7 @@ def invalid_argument(
     violation = {"description": description or message}
     if field_name is not None:
         violation = {"field": field_name, **violation}
-    details = [
+    details: list[Json] = [
         {"@type": FCM_ERROR, "errorCode": "INVALID_ARGUMENT"},
         {"@type": BAD_REQUEST, "fieldViolations": [violation]},
     ]
@@ -299,13 +304,12 @@ def bad_value(path: str, type_name: str, value: Any) -> Rejected:
 # -- the service ---------------------------------------------------------------------------------
 
 
-@dataclass
-class _Failures:
-    """What fail_next armed: the next `remaining` sends answer `status`."""
+@dataclass(frozen=True)
+class _Failure:
+    """One send that fail_next armed to fail."""
 
-    remaining: int = 0
-    status: int = 503
-    retry_after: int | None = None
+    status: int
+    retry_after: int | None
 
 
 @dataclass
@@ -349,7 +353,7 @@ class FakeFcm:
         self._lock = threading.Lock()
         self._grants: dict[str, _Grant] = {}
         self._deliveries: collections.Counter[str] = collections.Counter()
-        self._failures = _Failures()
+        self._failures: collections.deque[_Failure] = collections.deque()
         self._message_ids = itertools.count(1)
 
     # -- control, from tests ---------------------------------------------------------------------
@@ -391,11 +395,12 @@ class FakeFcm:
         }
 
     def fail_next(self, n: int, status: int = 503, retry_after: int | None = None) -> None:
-        """The next `n` sends (authenticated, to this project) answer `status` (429, 500, 503)."""
+        """The next `n` sends (authenticated, to this project) answer `status` (429, 500, 503),
+        after any failures armed before."""
         if status not in INJECTED_FAILURES:
             raise ValueError(f"fail_next supports {sorted(INJECTED_FAILURES)}, not {status}")
         with self._lock:
-            self._failures = _Failures(n, status, retry_after)
+            self._failures.extend([_Failure(status, retry_after)] * n)
 
     def set_down(self, down: bool) -> None:
         """Down: no listening socket and every connection dropped. Up: listening on the same port."""
@@ -419,7 +424,7 @@ class FakeFcm:
             if path == "/token":
                 return self._token(method, body)
             if match := SEND_PATH.fullmatch(path):
-                return self._send(method, match.group(1), headers, body)
+                return replace(self._send(method, match.group(1), headers, body), delayed=True)
             raise google_error(404, "NOT_FOUND", f"The requested URL {path} was not found.")
         except Rejected as rejected:
             return rejected.reply
@@ -475,6 +480,14 @@ class FakeFcm:
             raise oauth_error("invalid_scope", "Invalid OAuth scope or ID token audience provided.")
 
     def _send(self, method: str, project_id: str, headers: Mapping[str, str], body: bytes) -> Reply:
+        try:
+            return self._deliver(method, project_id, headers, body)
+        except Rejected as rejected:  # errors from messages:send wait response_delay_s too
+            return rejected.reply
+
+    def _deliver(
+        self, method: str, project_id: str, headers: Mapping[str, str], body: bytes
+    ) -> Reply:
         if method != "POST":
             raise google_error(405, "METHOD_NOT_ALLOWED", f"Method {method} is not allowed.")
         self._authenticate(headers.get("authorization", ""))
@@ -486,16 +499,15 @@ class FakeFcm:
         if token in self.dead_tokens:
             raise fcm_error(404, "NOT_FOUND", "UNREGISTERED", "Requested entity was not found.")
         if validate_only:  # Google's own answer to a dry run
-            return Reply(
-                200, {"name": f"projects/{project_id}/messages/fake_message_id"}, delayed=True
-            )
+            return Reply(200, {"name": f"projects/{project_id}/messages/fake_message_id"})
         with self._lock:
             self.received.append(message)
             if token is not None:
                 self._deliveries[token] += 1
             number = next(self._message_ids)
-        message_id = f"0:{time.time_ns() // 1000}{number % 1000:03d}%{self._account.key_id[:16]}"
-        return Reply(200, {"name": f"projects/{project_id}/messages/{message_id}"}, delayed=True)
+        # Shaped like Google's: "0:<microseconds>%<hex>" (plus a counter, to be unique).
+        message_id = f"0:{time.time_ns() // 1000}{number}%{self._account.key_id[:16]}"
+        return Reply(200, {"name": f"projects/{project_id}/messages/{message_id}"})
 
     def _authenticate(self, authorization: str) -> None:
         scheme, _, access_token = authorization.partition(" ")
@@ -508,16 +520,14 @@ class FakeFcm:
 
     def _maybe_fail(self) -> None:
         with self._lock:
-            failures = self._failures
-            if failures.remaining <= 0:
+            if not self._failures:
                 return
-            failures.remaining -= 1
-        status, error_code, text = INJECTED_FAILURES[failures.status]
-        rejected = fcm_error(failures.status, status, error_code, text)
-        if failures.retry_after is not None:
-            reply = rejected.reply
-            headers = (*reply.headers, ("Retry-After", str(failures.retry_after)))
-            rejected = Rejected(Reply(reply.status, reply.body, headers, reply.delayed))
+            failure = self._failures.popleft()
+        status, error_code, text = INJECTED_FAILURES[failure.status]
+        rejected = fcm_error(failure.status, status, error_code, text)
+        if failure.retry_after is not None:
+            retry_after = (("Retry-After", str(failure.retry_after)),)
+            rejected = Rejected(replace(rejected.reply, headers=retry_after))
         raise rejected
 
 
@@ -542,8 +552,7 @@ class _Connection(asyncio.Protocol):
 
     # asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        self._transport = cast(asyncio.Transport, transport)
         self.lost = asyncio.get_running_loop().create_future()
         self._server.connections.add(self)
 
@@ -624,9 +633,7 @@ class _HttpServer:
         self._server: asyncio.Server | None = None
 
     def start(self) -> None:
-        import uvloop
-
-        self._loop = uvloop.new_event_loop()
+        self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="fake-fcm", daemon=True)
         self._thread.start()
         self._call(self._listen())
@@ -656,6 +663,7 @@ class _HttpServer:
     async def _listen(self) -> None:
         loop = asyncio.get_running_loop()
         sock, self._socket = self._socket, None
+        assert sock is not None
         self._server = await loop.create_server(lambda: _Connection(self), sock=sock, backlog=1024)
 
     async def _unlisten(self) -> None:
@@ -684,16 +692,29 @@ def _bind(port: int) -> socket.socket:
 # -- pointing the real pyfcm at the fake ---------------------------------------------------------
 
 
-class RawFCMNotification(FCMNotification):
+class RawFCMNotification(FCMNotification):  # type: ignore[misc]
     """pyfcm that POSTs once and hands back the answer: no sleeping for Retry-After and no retry
     on 401 (FCMNotification.send_request does both, Retry-After uncapped), for tests of errors."""
 
     def send_request(self, payload: Any = None, timeout: Any = None) -> requests.Response:
-        return self.requests_session.post(self.fcm_end_point, data=payload, timeout=timeout)
+        session: requests.Session = self.requests_session
+        return session.post(self.fcm_end_point, data=payload, timeout=timeout)
 
 
 def credentials_for(info: Json) -> service_account.Credentials:
-    return service_account.Credentials.from_service_account_info(info, scopes=[FCM_SCOPE])
+    """google-auth's credentials for a service-account JSON, scoped for FCM."""
+    # Loading the RSA key is what is slow (~50 ms: cryptography checks the key): load each key
+    # file once, and hand out copies sharing its signer but none of its token state.
+    loaded = _loaded_credentials(orjson.dumps(info, option=orjson.OPT_SORT_KEYS))
+    return cast(service_account.Credentials, loaded.with_scopes([FCM_SCOPE]))
+
+
+@functools.lru_cache(maxsize=16)
+def _loaded_credentials(info_json: bytes) -> service_account.Credentials:
+    loaded = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
+        orjson.loads(info_json), scopes=[FCM_SCOPE]
+    )
+    return cast(service_account.Credentials, loaded)
 
 
 def pyfcm_client(fake: FakeFcm, *, info: Json | None = None, raw: bool = True) -> FCMNotification:

@@ -137,6 +137,22 @@ async def test_fan_out_reaches_every_device_of_several_users_on_both_platforms(
     assert google["android"]["collapse_key"] == "chat-c1"
     page = await api.get(f"/api/push/messages/{message['id']}/deliveries", headers=ADMIN)
     assert {d["status"] for d in page.json()["items"]} == {"sent"}
+    assert fake_fcm.tokens_issued == 1  # one OAuth token for every sending thread
+
+
+async def test_an_access_token_google_expired_early_is_replaced(
+    api: httpx.AsyncClient, fake_fcm: FakeFcm
+) -> None:
+    user = new_user()
+    await register(api, user, "android", android_token())
+    assert (await settled(api, (await send(api, users=[user], title="1"))["id"]))[
+        "status"
+    ] == "sent"
+    fake_fcm.expire_tokens()
+    assert (await settled(api, (await send(api, users=[user], title="2"))["id"]))[
+        "status"
+    ] == "sent"
+    assert fake_fcm.tokens_issued == 2 and len(fake_fcm.received) == 2
 
 
 async def test_dead_tokens_fail_alone_and_their_devices_are_disabled(
@@ -264,3 +280,26 @@ async def test_many_dead_tokens_on_one_connection_do_not_stall_delivery(
         "SELECT count(*) FROM baas.push_devices WHERE NOT enabled AND disabled_reason = 'Unregistered'"
     )
     assert disabled == 1500
+
+
+async def test_credentials_are_sealed_and_an_invalid_fcm_token_is_dead(
+    api: httpx.AsyncClient, push_app: Any, fake_fcm: FakeFcm
+) -> None:
+    row = await push_app.ctx.db.fetchrow(
+        "SELECT value, sealed FROM baas.settings WHERE name = 'push.apps'"
+    )
+    assert row["value"] is None and b"PRIVATE KEY" not in bytes(row["sealed"])
+    shown = await api.get("/api/admin/settings", headers=ADMIN)
+    [apps] = [s for s in shown.json()["items"] if s["name"] == "push.apps"]
+    assert apps["value"] is True and apps["secret"] is True  # set, never shown
+    user = new_user()
+    await push_app.ctx.db.execute(  # a token FCM calls malformed (the API would refuse it)
+        "INSERT INTO baas.push_devices (id, user_id, platform, token, app_id)"
+        " VALUES (gen_random_uuid(), $1, 'android', 'not a token', 'com.acme.chat')",
+        user,
+    )
+    done = await settled(api, (await send(api, users=[user], title="t"))["id"])
+    assert done["status"] == "failed"
+    devices = (await api.get("/api/push/devices", headers=as_user(user))).json()["items"]
+    assert devices[0]["enabled"] is False
+    assert devices[0]["disabled_reason"].startswith("INVALID_ARGUMENT")
