@@ -8,7 +8,9 @@ collection (`seq` integer, `body` text) and, for each variant,
           authenticates as its own (anonymous-auth) user: one rule query per change
 
 opens --subscribers WebSocket connections to /api/realtime from --client-procs processes (a lean
-RFC 6455 client on asyncio protocols, uvloop when installed), each subscribed to `events`; measures
+RFC 6455 client on asyncio protocols, uvloop when installed) or, with --client native, from one
+process of benchmarks/wsload.c (epoll, compiled with gcc on first use), each subscribed to
+`events`; measures
 the server's memory per idle connection; then POSTs --rate records a second for --duration seconds
 (as the service key) and checks that every subscriber receives every record exactly once.
 
@@ -39,6 +41,7 @@ import platform
 import re
 import resource
 import secrets
+import select
 import shutil
 import signal
 import subprocess
@@ -52,7 +55,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import httpx
 import orjson
@@ -95,6 +98,9 @@ SUBSCRIBE = orjson.dumps({"type": "subscribe", "id": SUBSCRIPTION, "collection":
 PONG = orjson.dumps({"type": "pong"})
 NONZERO = bytes([0] + [1] * 255)  # bytes.translate table: a count -> received or not
 PROBE_SEQ = -1  # the probe's record, written before the subscribers connect
+CLIENTS = ("python", "native")
+WSLOAD_SOURCE = Path(__file__).resolve().with_name("wsload.c")
+WSLOAD_CFLAGS = ("-O2", "-Wall", "-Wextra")
 
 
 class SetupError(Exception):
@@ -681,6 +687,148 @@ def tally(
     }
 
 
+# -- the native client ---------------------------------------------------------------------------
+
+
+class ClientPipe(Protocol):
+    """What the driver needs of a client process's end of the conversation: a multiprocessing
+    Connection for the Python clients, a NativeClient for wsload."""
+
+    def send(self, obj: Any) -> None: ...
+    def poll(self, timeout: float) -> bool: ...
+    def recv(self) -> Any: ...
+    def close(self) -> None: ...
+
+
+def native_client_binary() -> Path:
+    """benchmarks/wsload.c compiled with gcc, cached by the hash of its source and flags."""
+    source = WSLOAD_SOURCE.read_bytes()
+    digest = hashlib.sha256(source + " ".join(WSLOAD_CFLAGS).encode()).hexdigest()[:16]
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "baas-bench"
+    binary = cache / f"wsload-{digest}"
+    if binary.is_file():
+        return binary
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    if gcc is None:
+        raise BenchError("--client native needs gcc (or cc) to compile benchmarks/wsload.c")
+    cache.mkdir(parents=True, exist_ok=True)
+    partial = binary.with_name(f"{binary.name}.{os.getpid()}.tmp")
+    built = subprocess.run(
+        [gcc, *WSLOAD_CFLAGS, "-o", str(partial), str(WSLOAD_SOURCE), "-lm"],
+        capture_output=True,
+        text=True,
+    )
+    if built.returncode != 0:
+        partial.unlink(missing_ok=True)
+        raise BenchError(f"compiling {WSLOAD_SOURCE} failed:\n{built.stderr}")
+    os.replace(partial, binary)
+    print(f"compiled {WSLOAD_SOURCE.name} -> {binary}", flush=True)
+    return binary
+
+
+class NativeClient:
+    """wsload as the one client process: the driver's commands and the replies it expects
+    (ready, result, closed) as lines on the program's stdin and stdout, behind the pipe
+    (send/poll/recv/close) and process (pid/join/is_alive/terminate) interfaces that `load`
+    uses with the Python clients."""
+
+    def __init__(self, binary: Path, cfg: ClientConfig, work: Path) -> None:
+        self.work = work
+        argv = [
+            str(binary),
+            "--host",
+            cfg.host,
+            "--port",
+            str(cfg.port),
+            "--subscribers",
+            str(len(cfg.indices)),
+            "--planned",
+            str(cfg.planned),
+            "--connect-rate",
+            repr(cfg.connect_rate),
+            "--setup-timeout",
+            repr(cfg.setup_timeout),
+        ]
+        if cfg.tokens is not None:  # each subscriber sends its line: the whole auth message
+            auth = work / "wsload-auth.jsonl"
+            auth.write_bytes(
+                b"".join(orjson.dumps({"type": "auth", "token": t}) + b"\n" for t in cfg.tokens)
+            )
+            argv += ["--auth-file", str(auth)]
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.pid = self.proc.pid
+        self.buffer = b""
+        self.eof = False
+
+    # the pipe
+
+    def send(self, command: tuple[Any, ...]) -> None:
+        if command[0] == "finish":
+            _, acks, due, deadline = command
+            path = self.work / "wsload-acks.bin"
+            with path.open("wb") as f:  # native doubles: the acks, then the due times
+                acks.tofile(f)
+                due.tofile(f)
+            line = f"finish {deadline!r} {path}"
+        else:
+            line = " ".join(str(part) for part in command)
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line.encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def poll(self, timeout: float | None) -> bool:
+        """A whole line (or the end of the output) within `timeout` seconds (None: waits)."""
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while b"\n" not in self.buffer and not self.eof:
+            left = None if deadline is None else deadline - time.monotonic()
+            if (left is not None and left < 0) or not select.select([fd], [], [], left)[0]:
+                return False
+            chunk = os.read(fd, 1 << 20)
+            self.buffer += chunk
+            self.eof = not chunk
+        return True
+
+    def recv(self) -> tuple[str, dict[str, Any]]:
+        self.poll(None)
+        line, newline, self.buffer = self.buffer.partition(b"\n")
+        if not newline:
+            raise EOFError
+        kind, _, payload = line.decode().partition(" ")
+        message = orjson.loads(payload or b"{}")
+        if kind == "result":
+            message["slowest"] = [math.nan if ms is None else ms for ms in message["slowest"]]
+            for key in ("error_samples", "unexpected_samples"):  # raw JSON text, cut at 400
+                message[key] = [_parsed(text) for text in message[key]]
+        return kind, message
+
+    def close(self) -> None:
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+
+    # the process
+
+    def join(self, timeout: float) -> None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout)
+
+    def is_alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def terminate(self) -> None:
+        self.proc.terminate()
+
+
+def _parsed(text: str) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text
+
+
 # -- the server ----------------------------------------------------------------------------------
 
 
@@ -1144,7 +1292,7 @@ def percentiles(values: Sequence[float], points: Sequence[float]) -> dict[str, f
     return out
 
 
-def receive(pipes: Sequence[Connection], kind: str, timeout: float) -> list[dict[str, Any]]:
+def receive(pipes: Sequence[ClientPipe], kind: str, timeout: float) -> list[dict[str, Any]]:
     """The `kind` message of every client process, within `timeout` seconds."""
     deadline = time.monotonic() + timeout
     answers = []
@@ -1161,7 +1309,7 @@ def receive(pipes: Sequence[Connection], kind: str, timeout: float) -> list[dict
     return answers
 
 
-def broadcast(pipes: Sequence[Connection], *command: Any) -> None:
+def broadcast(pipes: Sequence[ClientPipe], *command: Any) -> None:
     for pipe in pipes:
         pipe.send(command)
 
@@ -1213,10 +1361,12 @@ def load(
     planned = round(args.rate * args.duration)
     context = mp.get_context("spawn")  # this process has threads: no fork
     procs: list[Any] = []
-    pipes: list[Connection] = []
-    per = -(-args.subscribers // args.client_procs)
+    pipes: list[ClientPipe] = []
+    native = args.client == "native"
+    client_procs = 1 if native else args.client_procs
+    per = -(-args.subscribers // client_procs)
     try:
-        for number in range(args.client_procs):
+        for number in range(client_procs):
             indices = range(number * per, min(args.subscribers, (number + 1) * per))
             cfg = ClientConfig(
                 number=number,
@@ -1226,10 +1376,15 @@ def load(
                 tokens=[tokens[i % len(tokens)] for i in indices] if tokens else None,
                 planned=planned,
                 sample_every=args.sample_every,
-                connect_rate=args.connect_rate / args.client_procs,
+                connect_rate=args.connect_rate / client_procs,
                 setup_timeout=args.setup_timeout,
                 deflate=args.deflate,
             )
+            if native:
+                client = NativeClient(args.wsload, cfg, server.data_dir.parent)
+                procs.append(client)
+                pipes.append(client)
+                continue
             parent, child = context.Pipe()
             proc = context.Process(
                 target=client_process, args=(cfg, child), name=f"realtime-client-{number}"
@@ -1240,8 +1395,9 @@ def load(
             procs.append(proc)
             pipes.append(parent)
         print(
-            f"  connecting {args.subscribers:,} subscribers from {args.client_procs} process(es)"
-            f" at {args.connect_rate:g}/s",
+            f"  connecting {args.subscribers:,} subscribers from "
+            + ("the native client (wsload)" if native else f"{client_procs} process(es)")
+            + f" at {args.connect_rate:g}/s",
             flush=True,
         )
         setup_limit = args.subscribers / args.connect_rate + args.setup_timeout + 60
@@ -1341,9 +1497,13 @@ def summarize(
     latencies: list[float] = []
     from_due: list[float] = []
     slowest = [math.nan] * writes.planned
+    # the native client is one process and computes its percentiles over all its deliveries
+    computed = [
+        (p.pop("latency_ms"), p.pop("latency_from_due_ms")) for p in parts if "latency_ms" in p
+    ]
     for part in parts:
-        latencies.extend(part.pop("latencies"))
-        from_due.extend(part.pop("from_due"))
+        latencies.extend(part.pop("latencies", ()))
+        from_due.extend(part.pop("from_due", ()))
         for seq, ms in enumerate(part.pop("slowest")):
             if not ms <= slowest[seq]:
                 slowest[seq] = ms
@@ -1409,7 +1569,9 @@ def summarize(
                 round(last_receipt - last_ack, 2) if last_receipt and last_ack == last_ack else None
             ),
         },
-        "latency_ms": {
+        "latency_ms": computed[0][0]
+        if computed
+        else {
             **percentiles(latencies, points),
             "samples": len(latencies),
             "sampled_subscribers": total["sampled"],
@@ -1417,7 +1579,7 @@ def summarize(
         },
         "slowest_subscriber_ms": percentiles([x for x in slowest if x == x], (50, 99)),
         # from when each write was due to be sent: what a reader sees when acks lag behind
-        "latency_from_due_ms": percentiles(from_due, (50, 99)),
+        "latency_from_due_ms": computed[0][1] if computed else percentiles(from_due, (50, 99)),
         # with deliveries missing: how long before the drain window closed the last one came
         # (short: the server was still catching up, and the missing ones may just be late)
         "last_delivery_before_deadline_s": (
@@ -1647,7 +1809,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("-s", "--subscribers", type=int, default=5000, help="WebSocket subscribers")
     p.add_argument(
-        "--client-procs", type=int, default=2, help="processes the subscribers are spread over"
+        "--client",
+        choices=CLIENTS,
+        default="python",
+        help="the subscribers: Python processes (--client-procs), or native: one process of"
+        " benchmarks/wsload.c (compiled with gcc), which keeps up with the server",
+    )
+    p.add_argument(
+        "--client-procs",
+        type=int,
+        default=2,
+        help="processes the Python subscribers are spread over",
     )
     p.add_argument("-r", "--rate", type=float, default=100, help="writes a second")
     p.add_argument("-d", "--duration", type=float, default=30, help="seconds of writes")
@@ -1685,7 +1857,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--sample-every",
         type=int,
         default=10,
-        help="keep latency samples of every Nth subscriber (all are counted)",
+        help="keep latency samples of every Nth subscriber (all are counted; the native client"
+        " keeps every delivery's)",
     )
     p.add_argument(
         "--writer-connections", type=int, default=4, help="HTTP connections the writer opens first"
@@ -1739,8 +1912,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             "--subscribers, --client-procs, --rate, --duration, --connect-rate,"
             " --sample-every and --writer-connections must be positive"
         )
-    if args.client_procs > args.subscribers:
+    if args.client == "python" and args.client_procs > args.subscribers:
         p.error("--client-procs must not exceed --subscribers")
+    if args.client == "native" and args.deflate:
+        p.error("--client native does not speak permessage-deflate (--deflate)")
     if args.writer_max_connections < args.writer_connections:
         p.error("--writer-max-connections must not be below --writer-connections")
     if args.users < 0 or args.body_bytes < 0 or args.idle < 0 or args.drain_timeout < 0:
@@ -1759,6 +1934,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         raise_fd_limit(args.subscribers + 1000)  # the server inherits it
+        args.wsload = native_client_binary() if args.client == "native" else None
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -1768,10 +1944,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     output: Path = args.output or next_output()
     work = Path(tempfile.mkdtemp(prefix="baas-bench-rt-"))
     cpus = os.cpu_count() or 1
+    clients = (
+        "the native client (wsload)"
+        if args.client == "native"
+        else f"{args.client_procs} process(es)"
+    )
     print(
-        f"{args.subscribers:,} subscribers over {args.client_procs} process(es), {args.rate:g}"
-        f" writes/s for {args.duration:g}s, variants {', '.join(args.variants)}; scratch dir"
-        f" {work}",
+        f"{args.subscribers:,} subscribers over {clients}, {args.rate:g} writes/s for"
+        f" {args.duration:g}s, variants {', '.join(args.variants)}; scratch dir {work}",
         flush=True,
     )
     source = source_state()
@@ -1807,11 +1987,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "one `baas serve --workers 1`; the load generator shares this machine's"
         f" {cpus} core(s) with it",
         "latency: time.time() when a subscriber read the change minus time.time() when the"
-        " writer got the write's 201; full samples from every"
-        f" {args.sample_every}th subscriber, counts from all",
+        " writer got the write's 201; "
+        + (
+            "every delivery to every subscriber (native client: wsload, one epoll process;"
+            " its clock is CLOCK_REALTIME)"
+            if args.client == "native"
+            else f"full samples from every {args.sample_every}th subscriber, counts from all"
+        ),
         "memory: VmRSS of the server process with all subscribers idle minus before they"
         " connected, over the subscribers",
-        "CPU cores: over the write phase (server = the server process, without PostgreSQL)",
+        "CPU cores: over the write phase (server = the server process, without PostgreSQL;"
+        " clients = the subscriber processes"
+        + (", here wsload)" if args.client == "native" else ")"),
         f"subscribers {'offer' if args.deflate else 'do not offer'} permessage-deflate",
     ]
     if busy is not None:
@@ -1831,7 +2018,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "versions": {"baas": next(iter(results.values()))["version"], "source": source},
         "config": {
             "subscribers": args.subscribers,
-            "client_procs": args.client_procs,
+            "client": args.client,
+            "client_procs": 1 if args.client == "native" else args.client_procs,
             "rate_per_s": args.rate,
             "duration_s": args.duration,
             "variants": args.variants,
