@@ -12,9 +12,10 @@ filter) never reach this module.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from sqlglot import exp
 
 from baas.context import AppContext
@@ -35,6 +36,13 @@ class Spec:
     filter: str | None = None
     expand: tuple[Expand, ...] = ()
     admin: bool = False
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:  # a dict key of every fan-out: hashed once
+        object.__setattr__(self, "_hash", hash((self.operation, self.filter, self.expand)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     def free(self, c: Collection) -> bool:
         """Whether its events need no query: nothing to filter or expand, and no rule."""
@@ -130,11 +138,27 @@ def _statement(ctx: AppContext, c: Collection, specs: tuple[Spec, ...]) -> Compi
             ex=named(per_spec(expanded) if any(s.expand for s in specs) else exp.Null(), "ex"),
             **{"or": "old_rows"},
         )
-        # Only pairs with something to send come back (with a per-user rule, few do).
+        # Only pairs with something to send come back (with a per-user rule, few do), folded
+        # into one row per subscriber: its verdicts as text (`<change><b|n|o>,...`: both
+        # sides, the new side only, the old side only), a value many subscribers share and
+        # the caller decodes once.
+        expands: exp.Expression = exp.cast(exp.Null(), "text")
+        if any(s.expand for s in specs):
+            expands = template(
+                "CAST(json_agg(__v.__ex ORDER BY __v.__k) AS TEXT)", v="v", ex="ex", k="_k"
+            )
         seen = template(
-            "SELECT * FROM __q AS __v WHERE __v.__new_ok OR __v.__old_ok",
+            "SELECT __v.__i, string_agg(CAST(__v.__k + __base AS TEXT) || CASE WHEN __v.__new_ok "
+            "THEN CASE WHEN __v.__old_ok THEN 'b' ELSE 'n' END ELSE 'o' END, ',' ORDER BY "
+            "__v.__k), __expands FROM __q AS __v WHERE __v.__new_ok OR __v.__old_ok "
+            "GROUP BY __v.__i",
+            expands=expands,
             q=exp.Subquery(this=query),
             v="v",
+            i="i",
+            k="_k",
+            ex="ex",
+            base=exp.Cast(this=p.arg("base"), to=exp.DataType.build("int")),
             new_ok="new_ok",
             old_ok="old_ok",
         )
@@ -164,21 +188,39 @@ def _condition(
     return exp.Coalesce(this=all_of(present, condition), expressions=[exp.false()])
 
 
+Judged = tuple[str, str | None]  # a subscriber's verdicts and expansions, as the statement gives
+
+
 async def judge(
     ctx: AppContext,
     c: Collection,
     specs: tuple[Spec, ...],
     subscribers: Sequence[tuple[str | None, int]],
     rows: Sequence[tuple[str | None, str | None]],
-) -> dict[tuple[int, int], Verdict]:
-    """Verdicts for each (subscriber, change) pair, by their indexes: subscribers are
-    (auth id, spec index); rows are (new json, old json). One statement, one round trip."""
+    base: int = 0,
+) -> dict[int, Judged]:
+    """What each subscriber may see of the changes, by subscriber index (those that may see
+    nothing are absent): subscribers are (auth id, spec index); rows are (new json, old json),
+    numbered from `base`. One statement, one round trip; `verdicts` decodes the values."""
     q = _statement(ctx, c, specs)
     args = {
         "auths": [a for a, _ in subscribers],
         "specs": [s for _, s in subscribers],
         "news": [n for n, _ in rows],
         "olds": [o for _, o in rows],
+        "base": base - 1,  # ordinality counts from 1
     }
     result = await ctx.db.fetch(q.sql, *q.bind(args))
-    return {(r[0] - 1, r[1] - 1): Verdict(bool(r[2]), bool(r[3]), r[4]) for r in result}
+    return {r[0] - 1: (r[1], r[2]) for r in result}
+
+
+def verdicts(judged: Sequence[Judged]) -> list[tuple[int, Verdict]]:
+    """A subscriber's (change index, verdict) pairs, in order, from `judge`'s values."""
+    out = []
+    for codes, expands in judged:
+        expand = orjson.loads(expands) if expands is not None else None
+        for n, item in enumerate(codes.split(",")):
+            side = item[-1]
+            ex = None if expand is None else expand[n]
+            out.append((int(item[:-1]), Verdict(side != "o", side != "n", ex)))
+    return out

@@ -23,11 +23,10 @@ from baas.auth.identity import ANONYMOUS, Identity
 from baas.config import Settings
 from baas.realtime.access import Spec
 from baas.realtime.protocol import CLOSE_SLOW, render
-from baas.realtime.wire import Flusher, direct_writer
+from baas.realtime.wire import Flusher, changes_message, direct_writer, text_frame
 
 CLOSE_WAIT_S = 10.0
 RATE_WINDOW_S = 10.0
-_CHANGES_HEAD = b'{"type":"changes","changes":['
 
 
 @dataclass(eq=False, slots=True)
@@ -65,7 +64,8 @@ class Connection:
         self.subs: dict[str, Subscription] = {}
         self.channels: dict[str, str] = {}  # channel -> this connection's member id there
         self.closed: int | None = None  # the close code, once cut
-        self._out: list[bytes | str] = []
+        self._out: list[bytes | str] = []  # change entries (bytes) and own messages (str)
+        self._texts = 0  # own messages in _out
         self._queued = 0
         self._limit = settings.realtime_max_queued_bytes
         self._rate = float(settings.realtime_max_messages_per_s)
@@ -75,8 +75,7 @@ class Connection:
         self.last_heard = now
         self.last_ping = now
         self._wake = asyncio.Event()
-        self._flushed = asyncio.Event()  # everything queued has been written out
-        self._flushed.set()
+        self._drained: asyncio.Event | None = None  # set when all queued went out, while awaited
         self._on_cut = on_cut
         self._flusher = flusher
         self._writer = direct_writer(ws.scope)
@@ -107,44 +106,60 @@ class Connection:
     def event(self, entry: bytes) -> None:
         """Queue one change entry (a JSON object, without the surrounding message)."""
         if self.closed is None:
-            self._queue(entry)
+            self._out.append(entry)
+            self._woken()
             self.count(len(entry))
 
     def send(self, message: dict[str, Any]) -> None:
         """Queue a message of its own (replies, errors, presence, ...)."""
         if self.closed is None:
             text = render(message)
-            self._queue(text)
+            self._out.append(text)
+            self._texts += 1
+            self._woken()
             self.count(len(text))
 
     async def put(self, entry: bytes) -> None:
         """Queue an entry once all that was queued before it went out (replays: the wait,
         not the slow-client limit, bounds what a long replay holds)."""
-        while self.closed is None and not self._flushed.is_set():
-            await self._flushed.wait()
-        if self.closed is None:
-            self._queue(entry)
+        while self.closed is None and (self._out or self._busy):
+            if self._drained is None:
+                self._drained = asyncio.Event()
+            await self._drained.wait()
+        if self.closed is None:  # not counted: it waits, where live entries cannot
+            self._out.append(entry)
+            self._woken()
 
-    def _queue(self, item: bytes | str) -> None:
-        self._out.append(item)
-        self._flushed.clear()
+    def _woken(self) -> None:
         if self._writer is None or self._busy:
             self._wake.set()
         elif not self._marked:
             self._marked = True
             self._flusher.mark(self)
 
-    def flush(self) -> None:
+    def _went_out(self) -> None:
+        """All that was queued went out: wake whoever waits for that."""
+        if self._drained is not None:
+            self._drained.set()
+            self._drained = None
+
+    def flush(self, flusher: Flusher) -> None:
         """Write what is queued straight to the socket, or leave it to the sender task."""
         self._marked = False
-        if self.closed is not None or not self._out:
+        out = self._out
+        if self.closed is not None or not out:
             return
-        if self._busy or self._writer is None or not self._writer.ready():
+        writer = self._writer
+        if self._busy or writer is None or not writer.ready():
             self._wake.set()
             return
-        items, self._out, self._queued = self._out, [], 0
-        self._writer.write(list(_frames(items)))
-        self._flushed.set()
+        if self._texts:
+            data = b"".join([text_frame(frame) for frame in _frames(out)])
+        else:
+            data = flusher.frame(out)  # type: ignore[arg-type]  # entries only
+        self._out, self._texts, self._queued = [], 0, 0
+        writer.write(data)
+        self._went_out()
 
     def count(self, size: int) -> None:
         self._queued += size
@@ -156,9 +171,8 @@ class Connection:
         if self.closed is not None:
             return
         self.closed = code
-        self._out.clear()
-        self._queued = 0
-        self._flushed.set()  # nothing more will go out: waiters stop waiting
+        self._out, self._texts, self._queued = [], 0, 0
+        self._went_out()  # nothing more will go out: waiters stop waiting
         self._sender.cancel()
         self._on_cut(self)
         self._closer = asyncio.create_task(self._close(code, reason), name="baas-realtime-close")
@@ -173,8 +187,8 @@ class Connection:
         """The socket is gone: stop sending."""
         if self.closed is None:
             self.closed = 1000
-            self._out.clear()
-            self._flushed.set()
+            self._out, self._texts = [], 0
+            self._went_out()
             self._on_cut(self)
         self._sender.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -189,12 +203,12 @@ class Connection:
             self._busy = True
             try:
                 while self._out:
-                    items, self._out, self._queued = self._out, [], 0
+                    items, self._out, self._texts, self._queued = self._out, [], 0, 0
                     for frame in _frames(items):
                         await self.ws.send_text(frame.decode())
             finally:
                 self._busy = False
-            self._flushed.set()
+            self._went_out()
 
 
 def _frames(items: list[bytes | str]) -> Iterator[bytes]:
@@ -205,12 +219,8 @@ def _frames(items: list[bytes | str]) -> Iterator[bytes]:
             run.append(item)
             continue
         if run:
-            yield _changes(run)
+            yield changes_message(run)
             run = []
         yield item.encode()
     if run:
-        yield _changes(run)
-
-
-def _changes(entries: list[bytes]) -> bytes:
-    return _CHANGES_HEAD + b",".join(entries) + b"]}"
+        yield changes_message(run)

@@ -4,7 +4,8 @@ Subscribers are grouped by everything that decides their entries: the record the
 any), their spec, their `fields`, and their `auth.id` when their conditions read it. A group's
 verdicts come from ONE query for all groups and all changes of the batch (none for free
 groups), and its entries are rendered once; each subscriber then gets one byte string per batch
-(its entries joined, each opening with the subscriber's own `{"sub":...,`).
+(its entries joined, each opening with the subscriber's own `{"sub":...,`), the same object for
+every member of a group whose subscription ids match.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ from baas.context import AppContext
 from baas.errors import ApiError
 from baas.http.responses import dumps
 from baas.realtime import access, changelog
-from baas.realtime.access import Spec, Verdict
+from baas.realtime.access import Judged, Spec, Verdict
 from baas.realtime.changelog import Change
 from baas.realtime.connection import Subscription
 from baas.schema.models import Collection
 
 _FREE = object()  # the `who` of groups that need no verdict
-MAX_PAIRS = 20_000  # (subscriber, change) pairs judged by one statement
+MAX_PAIRS = 250_000  # (subscriber, change) pairs judged by one statement
 Key = tuple[str | None, Spec, tuple[str, ...] | None, Any]
 
 
@@ -46,51 +47,71 @@ async def entries(
         else:
             who = _auth(sub) if access.reads_auth(ctx, c, spec) else None
         groups.setdefault((sub.record, spec, sub.fields, who), []).append(sub)
-    verdicts = await _verdicts(ctx, c, changes, [k for k in groups if k[3] is not _FREE])
+    judged = await _judged(ctx, c, changes, [k for k in groups if k[3] is not _FREE])
     shapes = [_Shapes(c, ch, ctx) for ch in changes]
+    tails_of: dict[Any, list[bytes]] = {}  # groups that see the same get the same tails
     out = []
     for key, members in groups.items():
         record, _spec, fields, who = key
-        if who is _FREE:
-            judged = [(k, _plain(ch)) for k, ch in enumerate(changes)]
-        else:
-            judged = verdicts.get(key, [])
-        tails = []
-        for k, verdict in judged:
-            if record is None or changes[k].record_id == record:
-                tail = shapes[k].tail(verdict, fields)
-                if tail is not None:
-                    tails.append(tail)
+        seen = _FREE if who is _FREE else judged.get(key)
+        if seen is None:
+            continue
+        tails = tails_of.get((record, fields, seen))
+        if tails is None:
+            if seen is _FREE:
+                pairs = [(k, _plain(ch)) for k, ch in enumerate(changes)]
+            else:
+                pairs = access.verdicts(seen)
+            tails = tails_of[(record, fields, seen)] = _tails(shapes, pairs, record, fields)
         if tails:
+            joined: dict[bytes, bytes] = {}  # one entry object per head, shared (wire.Flusher)
             for sub in members:
-                head = sub.head
-                out.append((sub, head + (b"," + head).join(tails)))
+                entry = joined.get(sub.head)
+                if entry is None:
+                    head = sub.head
+                    entry = joined[head] = head + (b"," + head).join(tails)
+                out.append((sub, entry))
     return out
 
 
-async def _verdicts(
+def _tails(
+    shapes: list[_Shapes],
+    pairs: list[tuple[int, Verdict]],
+    record: str | None,
+    fields: tuple[str, ...] | None,
+) -> list[bytes]:
+    tails = []
+    for k, verdict in pairs:
+        if record is None or shapes[k].change.record_id == record:
+            tail = shapes[k].tail(verdict, fields)
+            if tail is not None:
+                tails.append(tail)
+    return tails
+
+
+async def _judged(
     ctx: AppContext, c: Collection, changes: list[Change], keys: list[Key]
-) -> dict[Key, list[tuple[int, Verdict]]]:
-    """For each key, the changes (by index, in order) it may see something of."""
+) -> dict[Key, tuple[Judged, ...]]:
+    """For each key that may see something of the changes, its verdicts as the statement gives
+    them (decoded by `access.verdicts`; equal values mean equal verdicts)."""
     if not keys:
         return {}
     specs = tuple(dict.fromkeys(k[1] for k in keys))
     index = {spec: i for i, spec in enumerate(specs)}
     subscribers = list(dict.fromkeys((k[3], index[k[1]]) for k in keys))
-    position = {s: i for i, s in enumerate(subscribers)}
-    holders: dict[int, list[Key]] = {}
-    for key in keys:
-        holders.setdefault(position[(key[3], index[key[1]])], []).append(key)
     rows = [(ch.new_json, ch.old_json) for ch in changes]
     step = max(1, MAX_PAIRS // len(subscribers))  # a bounded statement, whatever the load
-    found: dict[tuple[int, int], Verdict] = {}
+    found: dict[int, list[Judged]] = {}
     for start in range(0, len(rows), step):
-        chunk = await _judge(ctx, c, specs, subscribers, rows[start : start + step])
-        found.update({(i, k + start): v for (i, k), v in chunk.items()})
-    out: dict[Key, list[tuple[int, Verdict]]] = {}
-    for (i, k), verdict in sorted(found.items(), key=lambda item: item[0][1]):
-        for key in holders[i]:
-            out.setdefault(key, []).append((k, verdict))
+        chunk = await _judge(ctx, c, specs, subscribers, rows[start : start + step], start)
+        for i, judged in chunk.items():
+            found.setdefault(i, []).append(judged)
+    position = {s: i for i, s in enumerate(subscribers)}
+    out: dict[Key, tuple[Judged, ...]] = {}
+    for key in keys:
+        got = found.get(position[(key[3], index[key[1]])])
+        if got is not None:
+            out[key] = tuple(got)
     return out
 
 
@@ -100,15 +121,16 @@ async def _judge(
     specs: tuple[Spec, ...],
     subscribers: list[tuple[Any, int]],
     rows: list[tuple[str | None, str | None]],
-) -> dict[tuple[int, int], Verdict]:
+    base: int,
+) -> dict[int, Judged]:
     try:
-        return await access.judge(ctx, c, specs, subscribers, rows)
+        return await access.judge(ctx, c, specs, subscribers, rows, base)
     except ApiError as exc:
         if exc.status >= 500:
             raise
         for spec in specs:  # which spec was it? its subscriptions end, the others go on
             try:
-                await access.judge(ctx, c, (spec,), [(None, 0)], rows)
+                await access.judge(ctx, c, (spec,), [(None, 0)], rows, base)
             except ApiError as failure:
                 if failure.status >= 500:
                     raise

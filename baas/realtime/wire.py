@@ -32,6 +32,7 @@ _SHORT = struct.Struct("!BB")
 _MEDIUM = struct.Struct("!BBH")
 _LONG = struct.Struct("!BBQ")
 _TEXT = 0x81  # FIN + text opcode; server frames are never masked
+_CHANGES_HEAD = b'{"type":"changes","changes":['
 
 
 def text_frame(payload: bytes) -> bytes:
@@ -44,6 +45,11 @@ def text_frame(payload: bytes) -> bytes:
     return _LONG.pack(_TEXT, 127, size) + payload
 
 
+def changes_message(entries: list[bytes]) -> bytes:
+    """Change entries (JSON objects) as one `changes` message."""
+    return _CHANGES_HEAD + b",".join(entries) + b"]}"
+
+
 class DirectWriter:
     """Writes text frames to one open uvicorn websocket transport, or says it cannot now."""
 
@@ -53,19 +59,19 @@ class DirectWriter:
         self._proto = proto
 
     def ready(self) -> bool:
-        """Open, handshaken, not closing and not paused by flow control."""
+        """Open, not closing and not paused by flow control (the handshake was done before the
+        connection was made; a lost connection's transport is closing)."""
         p = self._proto
         return (
-            p.handshake_complete
+            p.writable.is_set()
             and not p.close_sent
-            and not p.disconnected
-            and p.writable.is_set()
             and p.conn.state is State.OPEN
             and not p.transport.is_closing()
         )
 
-    def write(self, payloads: list[bytes]) -> None:
-        self._proto.transport.write(b"".join([text_frame(p) for p in payloads]))
+    def write(self, data: bytes) -> None:
+        """Write complete frames."""
+        self._proto.transport.write(data)
 
 
 def direct_writer(scope: MutableMapping[str, Any]) -> DirectWriter | None:
@@ -80,16 +86,29 @@ def direct_writer(scope: MutableMapping[str, Any]) -> DirectWriter | None:
 
 
 class Flushable(Protocol):
-    def flush(self) -> None: ...
+    def flush(self, flusher: Flusher) -> None: ...
 
 
 class Flusher:
     """Drains every connection that queued something, once per loop iteration, in one callback
-    (instead of waking a task per connection)."""
+    (instead of waking a task per connection).
+
+    Subscribers with the same view of a batch are handed the same entry object, and are marked
+    one after another: the last outbox framed is kept (by identity: no hashing, no growth) so a
+    run of them is framed once and written many times."""
 
     def __init__(self) -> None:
         self._dirty: list[Flushable] = []
         self._scheduled = False
+        self._last: list[bytes] = []
+        self._last_frame = b""
+
+    def frame(self, entries: list[bytes]) -> bytes:
+        """The `changes` frame of an outbox of change entries."""
+        if entries != self._last:  # element identity first: a shared run costs no compare
+            self._last = entries
+            self._last_frame = text_frame(changes_message(entries))
+        return self._last_frame
 
     def mark(self, conn: Flushable) -> None:
         self._dirty.append(conn)
@@ -102,6 +121,7 @@ class Flusher:
         dirty, self._dirty = self._dirty, []
         for conn in dirty:
             try:
-                conn.flush()
+                conn.flush(self)
             except Exception:
                 log.exception("realtime flush failed")
+        self._last, self._last_frame = [], b""

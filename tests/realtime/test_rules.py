@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from baas.realtime import fanout
 from tests.realtime.conftest import ANON, Live
 
 OWNED = "owner = auth.id"
@@ -204,3 +207,56 @@ async def test_invalid_filters_are_refused(live: Live) -> None:
     await live.create("posts", {"title": "x", "views": 2})
     [change] = await ws.changes(1)
     assert change["sub"] == "bad"
+
+
+async def test_a_batch_judged_in_several_statements_gives_what_one_would(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # one change per statement: each subscriber's verdicts come from several statements
+    monkeypatch.setattr(fanout, "MAX_PAIRS", 2)
+    await live.apply(SCHEMA)
+    alice, bob = await live.user("alice"), await live.user("bob")
+    ws_alice, ws_bob = await live.connect(alice.token), await live.connect(bob.token)
+    await ws_alice.subscribe("mine", "notes")
+    await ws_bob.subscribe("mine", "notes")
+    note = await live.create("notes", {"text": "n", "owner": alice.id})
+    assert (await ws_alice.changes(1))[0]["action"] == "create"
+    results = await live.batch(  # one transaction: one batch of changes for the hub
+        [
+            {"op": "create", "collection": "notes", "body": {"text": "b", "owner": bob.id}},
+            {"op": "update", "collection": "notes", "id": note["id"], "body": {"owner": bob.id}},
+            {"op": "create", "collection": "notes", "body": {"text": "a", "owner": alice.id}},
+            {"op": "update", "collection": "notes", "id": note["id"], "body": {"text": "m"}},
+        ]
+    )
+    b, a = results[0]["body"]["id"], results[2]["body"]["id"]
+    got_alice = await ws_alice.changes(2)
+    assert [(c["action"], c["record"]["id"]) for c in got_alice] == [
+        ("leave", note["id"]),
+        ("create", a),
+    ]
+    got_bob = await ws_bob.changes(3)
+    assert [(c["action"], c["record"]["id"]) for c in got_bob] == [
+        ("create", b),
+        ("enter", note["id"]),
+        ("update", note["id"]),
+    ]
+    assert got_bob[2]["record"]["text"] == "m"
+    changes = [c["change_id"] for c in got_bob]
+    assert changes == sorted(changes)
+    await ws_alice.no_changes(0.2)
+    await ws_bob.no_changes(0.05)
+
+
+async def test_subscribers_alike_but_for_their_subscription_ids_each_get_their_own(
+    live: Live,
+) -> None:
+    await live.apply(SCHEMA)
+    clients = [await live.connect() for _ in range(4)]
+    for n, ws in enumerate(clients):
+        await ws.subscribe(f"feed-{n % 2}", "posts")  # two ids, two subscribers each
+    post = await live.create("posts", {"title": "one for all"})
+    for n, ws in enumerate(clients):
+        [change] = await ws.changes(1)
+        assert change["sub"] == f"feed-{n % 2}"
+        assert change["record"] == post
