@@ -32,7 +32,6 @@ import http.client
 import json
 import os
 import platform
-import re
 import secrets
 import shutil
 import signal
@@ -62,7 +61,6 @@ from benchmarks.realtime import (
     source_state,
 )
 from benchmarks.records import (
-    RESULTS_DIR,
     BenchError,
     Client,
     _matching,
@@ -71,6 +69,7 @@ from benchmarks.records import (
     default_tool,
     free_port,
     launch_baas,
+    numbered_output,
     postmaster_pid,
     split_env,
 )
@@ -864,15 +863,6 @@ def _received(t: dict[str, int]) -> str:
 # -- main ----------------------------------------------------------------------------------------
 
 
-def next_output() -> Path:
-    taken = [
-        int(m.group(1))
-        for p in RESULTS_DIR.glob("push-*.json")
-        if (m := re.fullmatch(r"push-(\d+)\.json", p.name))
-    ]
-    return RESULTS_DIR / f"push-{max(taken, default=0) + 1}.json"
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description="Fan one push notification out to many devices through the fake providers.",
@@ -964,7 +954,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _raise_exit)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     started = dt.datetime.now(dt.UTC)
-    output: Path = args.output or next_output()
+    output: Path = args.output or numbered_output("push")
     work = Path(tempfile.mkdtemp(prefix="baas-bench-push-"))
     cpus = os.cpu_count() or 1
     sizes = [args.compare_devices, args.devices] if args.compare else [args.devices]

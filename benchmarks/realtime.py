@@ -65,7 +65,6 @@ if not __package__:  # run as a script (python benchmarks/realtime.py): make its
 
 from benchmarks.records import (
     HOST,
-    RESULTS_DIR,
     BenchError,
     Client,
     _matching,
@@ -75,6 +74,7 @@ from benchmarks.records import (
     default_tool,
     free_port,
     launch_baas,
+    numbered_output,
     postmaster_pid,
     split_env,
     tail,
@@ -1793,15 +1793,6 @@ def source_state() -> str:
     return commit + (" + uncommitted changes in baas/ or cli/" if changed else "")
 
 
-def next_output() -> Path:
-    taken = [
-        int(m.group(1))
-        for p in RESULTS_DIR.glob("realtime-*.json")
-        if (m := re.fullmatch(r"realtime-(\d+)\.json", p.name))
-    ]
-    return RESULTS_DIR / f"realtime-{max(taken, default=0) + 1}.json"
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description="Load-test baas realtime: many subscribers of one collection, steady writes.",
@@ -1811,9 +1802,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--client",
         choices=CLIENTS,
-        default="python",
-        help="the subscribers: Python processes (--client-procs), or native: one process of"
-        " benchmarks/wsload.c (compiled with gcc), which keeps up with the server",
+        default="native",
+        help="the subscribers: native: one process of benchmarks/wsload.c (compiled with gcc),"
+        " which keeps up with the server; or Python processes (--client-procs)",
     )
     p.add_argument(
         "--client-procs",
@@ -1941,7 +1932,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _raise_exit)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     started = dt.datetime.now(dt.UTC)
-    output: Path = args.output or next_output()
+    output: Path = args.output or numbered_output("realtime")
     work = Path(tempfile.mkdtemp(prefix="baas-bench-rt-"))
     cpus = os.cpu_count() or 1
     clients = (

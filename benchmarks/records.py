@@ -245,6 +245,13 @@ class Target:
     list_rule_fast: str | None = None
 
 
+def numbered_output(benchmark: str) -> Path:
+    """`results/<benchmark>-<next number>.json`."""
+    pattern = re.compile(rf"{re.escape(benchmark)}-(\d+)\.json")
+    taken = [int(m.group(1)) for p in RESULTS_DIR.iterdir() if (m := pattern.fullmatch(p.name))]
+    return RESULTS_DIR / f"{benchmark}-{max(taken, default=0) + 1}.json"
+
+
 def launch_baas(
     stack: contextlib.ExitStack,
     args: argparse.Namespace,
