@@ -78,19 +78,20 @@ async def tick(db: Database, names: Sequence[str]) -> list[str]:
     """Enqueue the due entries among `names` (those this process knows); the names run."""
     ran = []
     async with db.transaction() as tx:
+        # `now` is the database's: due is judged by its clock, so the next run must be too
+        # (by this process's clock, if behind, the next run could be due already).
         rows = await tx.fetch(
-            "SELECT name, schedule, kind, payload FROM baas.cron"
+            "SELECT name, schedule, kind, payload, now() AS now FROM baas.cron"
             " WHERE name = ANY($1::text[]) AND next_run <= now() FOR UPDATE SKIP LOCKED",
             list(names),
         )
-        now = datetime.now(UTC)
         for r in rows:
             job_id = await queue.enqueue(tx, r["kind"], r["payload"], key=f"cron:{r['name']}")
             await tx.execute(
                 "UPDATE baas.cron SET next_run = $2, last_run = now(),"
                 " last_job = coalesce($3, last_job) WHERE name = $1",
                 r["name"],
-                next_time(r["schedule"], now),
+                next_time(r["schedule"], r["now"]),
                 job_id,
             )
             ran.append(r["name"])

@@ -24,7 +24,8 @@ log = logging.getLogger("baas.push")
 
 # Apple's reasons (developer.apple.com, "Handling notification responses from APNs").
 DEAD = frozenset({"BadDeviceToken", "Unregistered", "DeviceTokenNotForTopic", "ExpiredToken"})
-RETRY_STATUSES = frozenset({"429", "500", "503"})
+# 429, and any 5xx: Apple answers 500 and 503, a proxy in front of it (BAAS_APNS_HOST) others.
+RETRY_STATUSES = frozenset({"429", *(str(n) for n in range(500, 600))})
 # Credentials Apple refused: an operator fixes them, then the retries go through.
 RETRY_REASONS = frozenset(
     {

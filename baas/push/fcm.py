@@ -9,7 +9,10 @@ Retry-After. `BAAS_FCM_URL` replaces Google's endpoint (a proxy or a local FCM f
 from __future__ import annotations
 
 import asyncio
+import functools
+import math
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -17,7 +20,7 @@ from typing import Any
 import google.auth.transport.requests
 import orjson
 import requests
-from google.auth.exceptions import GoogleAuthError
+from google.auth.exceptions import GoogleAuthError, RefreshError
 from google.oauth2 import service_account
 from pyfcm import FCMNotification
 from pyfcm.errors import FCMError
@@ -37,11 +40,14 @@ DEAD_CODES = frozenset({"UNREGISTERED", "SENDER_ID_MISMATCH"})
 class _Client(FCMNotification):  # type: ignore[misc]
     """pyfcm with three changes: one POST per send (no sleeping, no retries: the queue decides);
     one access token shared by every thread while it is valid (pyfcm fetches one per thread
-    and per call); and its per-thread sessions known, so they can be closed."""
+    and per call), fetched within the send timeout; and its per-thread sessions known, so they
+    can be closed."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, token_timeout_s: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._token_lock = threading.Lock()
+        self._token_timeout_s = token_timeout_s
+        self._token_failed_at = -math.inf
         self.sessions: list[requests.Session] = []
 
     def send_request(self, payload: Any = None, timeout: Any = None) -> requests.Response:
@@ -65,8 +71,22 @@ class _Client(FCMNotification):  # type: ignore[misc]
     def _get_access_token(self) -> str:
         with self._token_lock:
             if not self.credentials.valid:
-                self.credentials.refresh(google.auth.transport.requests.Request())
+                self._refresh()
             return str(self.credentials.token)
+
+    def _refresh(self) -> None:
+        """A new access token within the send timeout (google-auth waits 120 s by default); for
+        as long again after a failure, the sends waiting on the lock fail at once, not in turn."""
+        if time.monotonic() - self._token_failed_at < self._token_timeout_s:
+            raise RefreshError("the OAuth token endpoint failed a moment ago")  # type: ignore[no-untyped-call]
+        request = google.auth.transport.requests.Request()
+        try:
+            self.credentials.refresh(functools.partial(request, timeout=self._token_timeout_s))
+        except Exception:
+            self._token_failed_at = time.monotonic()
+            raise
+        finally:
+            request.session.close()
 
 
 class FcmProvider:
@@ -79,7 +99,12 @@ class FcmProvider:
             dict(app.service_account), scopes=[SCOPE]
         )
         adapter = HTTPAdapter(max_retries=0, pool_maxsize=threads)
-        self.client = _Client(credentials=credentials, project_id=app.project_id, adapter=adapter)
+        self.client = _Client(
+            credentials=credentials,
+            project_id=app.project_id,
+            adapter=adapter,
+            token_timeout_s=timeout_s,
+        )
         if url:
             self.client.FCM_END_POINT_BASE = url.rstrip("/")
         self._verify = str(ca_file) if ca_file is not None else None
@@ -129,7 +154,7 @@ def outcome(status: int, content: bytes, retry_after: str | None) -> Outcome:
     }
     reason = next(iter(sorted(codes)), None) or str(error.get("status") or f"HTTP {status}")
     message = str(error.get("message") or "")[:200]
-    if codes & DEAD_CODES or status == 404:
+    if codes & DEAD_CODES:  # not a bare 404: a wrong project or URL is no dead token
         return Outcome("dead", reason)
     if status == 400 and "registration token" in message.lower():
         return Outcome("dead", "INVALID_ARGUMENT: not a valid registration token")

@@ -19,6 +19,7 @@ from baas.errors import ValidationFailed, field_error
 from baas.records.validation import record_id
 
 MAX_TEXT = 1000
+MAX_COLLAPSE_KEY_BYTES = 64  # APNs' limit for apns-collapse-id
 MAX_DATA_BYTES = 3000  # APNs and FCM both stop at 4 KB for the whole payload
 MAX_LOCALES = 50
 MAX_IDS = 10_000
@@ -185,7 +186,7 @@ def parse_notification(body: Mapping[str, Any], problems: _Problems) -> Notifica
             problems.add(key, f"text of at most {MAX_TEXT} characters")
         else:
             values[key] = text
-    if len(values.get("collapse_key", "").encode()) > 64:
+    if len(values.get("collapse_key", "").encode()) > MAX_COLLAPSE_KEY_BYTES:
         problems.add("collapse_key", "at most 64 bytes (APNs' limit)")
     _numbers(body, values, problems)
     _extras(body, values, problems)
@@ -216,8 +217,7 @@ def _numbers(body: Mapping[str, Any], values: dict[str, Any], problems: _Problem
 def _extras(body: Mapping[str, Any], values: dict[str, Any], problems: _Problems) -> None:
     image = body.get("image")
     if image is not None:
-        parts = urlsplit(image) if isinstance(image, str) else None
-        if parts is None or parts.scheme != "https" or not parts.netloc or len(image) > 2000:
+        if not _https_url(image):
             problems.add("image", "an https URL")
         else:
             values["image"] = image
@@ -225,13 +225,32 @@ def _extras(body: Mapping[str, Any], values: dict[str, Any], problems: _Problems
     if data is not None:
         if not isinstance(data, dict) or "aps" in data:
             problems.add("data", "an object of your own keys (not 'aps')")
-        elif len(orjson.dumps(data)) > MAX_DATA_BYTES:
+        elif (size := _json_size(data)) is None:
+            problems.add("data", "nested too deeply")
+        elif size > MAX_DATA_BYTES:
             problems.add("data", f"at most {MAX_DATA_BYTES} bytes as JSON")
         else:
             values["data"] = data
     locales = body.get("locales")
     if locales is not None:
         values["locales"] = _locales(locales, problems)
+
+
+def _https_url(value: Any) -> bool:
+    if not isinstance(value, str) or len(value) > 2000:
+        return False
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # a malformed IPv6 host ("https://[x")
+        return False
+    return parts.scheme == "https" and bool(parts.netloc)
+
+
+def _json_size(value: Any) -> int | None:
+    try:
+        return len(orjson.dumps(value))
+    except orjson.JSONEncodeError:  # nested deeper than orjson writes
+        return None
 
 
 def _locales(value: Any, problems: _Problems) -> dict[str, dict[str, str]]:

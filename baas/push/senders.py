@@ -26,9 +26,10 @@ class Senders:
 
     def apps(self) -> Mapping[str, PushApp]:
         apps: Mapping[str, PushApp] = self.runtime["push.apps"]
-        if apps is not self._apps:  # the setting changed: new clients from now on
-            self._retired.extend(self._providers.values())
-            self._providers = {}
+        if apps is not self._apps:  # reloaded (any setting's change parses every one again)
+            if apps != self._apps:  # the apps changed: new clients from now on
+                self._retired.extend(self._providers.values())
+                self._providers = {}
             self._apps = apps
         return apps
 

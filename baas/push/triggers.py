@@ -24,7 +24,13 @@ from sqlglot import exp
 from baas.context import AppContext
 from baas.db.sqltree import Compiled, Params, template
 from baas.jobs.queue import Fail, Job
-from baas.push.notification import Notification, SendRequest, Target
+from baas.push.notification import (
+    MAX_COLLAPSE_KEY_BYTES,
+    MAX_TEXT,
+    Notification,
+    SendRequest,
+    Target,
+)
 from baas.push.service import create_message
 from baas.records.validation import record_id
 from baas.rules import engine
@@ -108,15 +114,17 @@ def _render(t: PushTrigger, new: Mapping[str, Any], old: Any) -> Notification:
     scope = {"record": new, "old": old}
 
     def text(source: str | None) -> str | None:
-        return _template(source).render(scope) if source else None
+        # a send's limits: the record's values are the client's, of any length
+        return _template(source).render(scope)[:MAX_TEXT] if source else None
 
+    collapse_key = (text(t.collapse_key) or "").encode()[:MAX_COLLAPSE_KEY_BYTES]
     return Notification(
         title=text(t.title) or "",
         body=text(t.body) or "",
         data={k: text(v) or "" for k, v in t.data},
         sound=text(t.sound),
         thread=text(t.thread),
-        collapse_key=(text(t.collapse_key) or "")[:64] or None,
+        collapse_key=collapse_key.decode(errors="ignore") or None,  # whole characters
         priority=t.priority,
     )
 

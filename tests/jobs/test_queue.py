@@ -291,6 +291,26 @@ async def test_cron_runs_each_tick_once_however_many_instances_tick(db: Database
     assert await cron.tick(db, ["digest"]) == []  # not due again until the next minute
 
 
+async def test_cron_runs_once_per_tick_when_this_clock_is_behind_the_database(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Due is judged by the database's clock, so the next run must be too: an instance whose
+    clock is behind would otherwise set a next run that is already due, and run it again."""
+
+    class Late(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> Any:
+            return datetime.now(tz) - timedelta(seconds=90)
+
+    monkeypatch.setattr(cron, "datetime", Late)
+    await cron.sync(db, [cron.CronEntry("digest", "* * * * *", "digest.send")])
+    await db.execute("UPDATE baas.cron SET next_run = now() - interval '1 second'")
+    assert await cron.tick(db, ["digest"]) == ["digest"]
+    await db.execute("UPDATE baas.jobs SET status = 'done', finished = now()")
+    assert await cron.tick(db, ["digest"]) == []  # not due again until the next minute
+    assert await db.fetchval("SELECT next_run > now() FROM baas.cron")
+
+
 async def test_cron_sync_keeps_the_next_run_of_an_unchanged_schedule(db: Database) -> None:
     await cron.sync(db, [cron.CronEntry("e", "0 3 * * *", "k")])
     await db.execute("UPDATE baas.cron SET next_run = '2030-01-01T03:00:00Z'")

@@ -9,9 +9,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from baas.errors import ValidationFailed
 from baas.push.apps import find_app, parse_apps
 from baas.push.fcm import outcome
-from baas.push.notification import Notification
+from baas.push.notification import Notification, parse_send
 from baas.push.topics import parse_topics
 from baas.runtime_settings import SettingValueError, parse_changes
 from tests.push.apns_server import make_apns_key
@@ -163,6 +164,16 @@ def _error(status: str, code: str | None, message: str = "") -> bytes:
         (429, _error("RESOURCE_EXHAUSTED", "QUOTA_EXCEEDED"), "30", "retry", "QUOTA_EXCEEDED"),
         (503, _error("UNAVAILABLE", "UNAVAILABLE"), None, "retry", "UNAVAILABLE"),
         (502, b"<html>bad gateway</html>", None, "retry", "HTTP 502"),
+        # A 404 without UNREGISTERED (a wrong project or URL) says nothing about the token: the
+        # device must stay enabled, or one bad setting disables every Android device.
+        (404, b"<html>not found</html>", None, "failed", "HTTP 404"),
+        (
+            404,
+            _error("NOT_FOUND", None, "Requested entity was not found."),
+            None,
+            "failed",
+            "NOT_FOUND: Requested entity was not found.",
+        ),
     ],
 )
 def test_fcm_answers_become_outcomes(
@@ -172,3 +183,25 @@ def test_fcm_answers_become_outcomes(
     assert (result.verdict, result.reason) == (verdict, reason)
     if retry_after:
         assert result.retry_after_s == 30
+
+
+def _nested(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ({"image": "https://[abc"}, "image"),  # urlsplit raises on a broken IPv6 host
+        ({"data": {"deep": _nested(300)}}, "data"),  # deeper than orjson writes
+    ],
+)
+def test_send_values_the_parsers_choke_on_are_refused_not_crashed(
+    extra: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(ValidationFailed) as refused:
+        parse_send({"topics": ["news"], "title": "t", **extra})
+    assert set(refused.value.fields) == {field}

@@ -4,12 +4,17 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
+from baas.push.apps import parse_apps
+from baas.push.fcm import FcmProvider
+from baas.push.notification import Notification
+from baas.push.provider import Device
 from tests.conftest import as_user
 from tests.push.apns_server import FakeApns
 from tests.push.conftest import (
@@ -303,3 +308,69 @@ async def test_credentials_are_sealed_and_an_invalid_fcm_token_is_dead(
     devices = (await api.get("/api/push/devices", headers=as_user(user))).json()["items"]
     assert devices[0]["enabled"] is False
     assert devices[0]["disabled_reason"].startswith("INVALID_ARGUMENT")
+
+
+async def test_changing_another_setting_keeps_the_provider_clients(
+    api: httpx.AsyncClient, push_app: Any
+) -> None:
+    """Every settings reload parses `push.apps` again: an equal value must not retire (and
+    leak) the open APNs connections and FCM threads."""
+    user = new_user()
+    await register(api, user, "ios", ios_token())
+    await register(api, user, "android", android_token())
+    assert (await settled(api, (await send(api, users=[user], title="1"))["id"]))[
+        "status"
+    ] == "sent"
+    senders = push_app.ctx.background.senders
+    before = dict(senders._providers)
+    for topics in ({"news": ""}, {"sport": ""}):
+        changed = await api.patch(
+            "/api/admin/settings", json={"push.topics": topics}, headers=ADMIN
+        )
+        assert changed.status_code == 200
+        async with asyncio.timeout(5):
+            while push_app.ctx.runtime["push.topics"] != topics:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        assert (await settled(api, (await send(api, users=[user], title="2"))["id"]))[
+            "status"
+        ] == "sent"
+    assert senders._providers == before and senders._retired == []
+
+
+async def test_a_token_endpoint_that_never_answers_costs_one_send_timeout(
+    fake_fcm: FakeFcm,
+) -> None:
+    """google-auth waits 120 s for the OAuth token endpoint unless told otherwise; a send must
+    give up within BAAS_PUSH_TIMEOUT_S like any other (the queue retries it)."""
+    silent = socket.create_server(("127.0.0.1", 0))  # connects, never answers
+    account = {
+        **fake_fcm.service_account_info(),
+        "token_uri": f"http://127.0.0.1:{silent.getsockname()[1]}/token",
+    }
+    app = parse_apps({"a": {"platform": "android", "service_account": account}})["a"]
+    provider = FcmProvider(app, url=fake_fcm.endpoint_base, ca_file=None, timeout_s=0.5, threads=4)
+    device = Device("d", "android", android_token(), "a", None)
+    try:
+        started = time.monotonic()
+        async with asyncio.timeout(10):
+            outcomes = await asyncio.gather(
+                *(provider.send(device, Notification(title="t")) for _ in range(8))
+            )
+        assert {o.verdict for o in outcomes} == {"retry"}
+        assert time.monotonic() - started < 3
+    finally:
+        silent.close()  # resets the connections still waiting
+        await provider.close()
+    assert not fake_fcm.received
+
+
+async def test_any_5xx_from_apns_is_transient(api: httpx.AsyncClient, fake_apns: FakeApns) -> None:
+    """Apple answers 500 and 503, but a proxy in front of it (BAAS_APNS_HOST) may answer 502
+    or 504: a server error all the same, retried, never a failed delivery."""
+    user = new_user()
+    token = ios_token()
+    await register(api, user, "ios", token)
+    fake_apns.fail_next(1, 502, "BadGateway")
+    fake_apns.fail_next(1, 504, "GatewayTimeout")
+    done = await settled(api, (await send(api, users=[user], title="t"))["id"])
+    assert done["status"] == "sent" and fake_apns.count(token) == 1

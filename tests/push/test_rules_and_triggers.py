@@ -8,6 +8,9 @@ from typing import Any
 
 import httpx
 
+from baas.push import triggers
+from baas.push.notification import MAX_TEXT
+from baas.schema.models import PushTrigger
 from tests.conftest import apply_schema, as_user
 from tests.push.apns_server import FakeApns
 from tests.push.conftest import ADMIN, ios_token, new_user, register, send, settled
@@ -266,3 +269,22 @@ async def test_bad_sends_name_every_problem(api: httpx.AsyncClient) -> None:
     assert nobody.status_code == 400 and "users" in nobody.json()["error"]["fields"]
     anonymous = await api.post("/api/push/send", json={"title": "hi", "users": [new_user()]})
     assert anonymous.status_code == 403
+
+
+def test_rendered_trigger_texts_keep_the_limits_of_a_send() -> None:
+    """A record's text is the client's: rendered into a trigger it must not make a title APNs
+    and FCM refuse for size, nor a collapse id over APNs' 64 bytes."""
+    trigger = PushTrigger(
+        on="create",
+        to="recipient",
+        title="{{ record.text }}",
+        body="{{ record.text }}",
+        data=(("text", "{{ record.text }}"),),
+        thread="{{ record.text }}",
+        collapse_key="chat-{{ record.chat }}",
+    )
+    note = triggers._render(trigger, {"text": "x" * 50_000, "chat": "é" * 60}, None)
+    assert len(note.title) == len(note.body) == len(note.data["text"]) == MAX_TEXT
+    assert note.thread is not None and len(note.thread) == MAX_TEXT
+    assert note.collapse_key is not None and len(note.collapse_key.encode()) <= 64
+    assert note.collapse_key == "chat-" + "é" * 29
