@@ -32,6 +32,7 @@ from baas.push.service import DELIVER
 
 log = logging.getLogger("baas.push")
 BATCH = 1000  # devices per delivery job
+FANOUT_TIMEOUT = "10min"  # the fan-out's statements (millions of devices take seconds)
 
 _FANOUT = """
 INSERT INTO baas.push_deliveries (message_id, device_id)
@@ -109,6 +110,8 @@ def _fanout_statement(ctx: AppContext, target: Target) -> Compiled:
 async def fanout(ctx: AppContext, job: Job) -> None:
     message = job.payload["message"]
     async with ctx.db.transaction() as tx:
+        # a background statement over every targeted device: not an API query's budget
+        await tx.execute(f"SET LOCAL statement_timeout = '{FANOUT_TIMEOUT}'")
         row = await tx.fetchrow(
             "SELECT state, target FROM baas.push_messages WHERE id = $1 FOR UPDATE", message
         )
