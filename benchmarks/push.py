@@ -74,13 +74,10 @@ from benchmarks.records import (
     split_env,
 )
 from tests.push.apns_server import FakeApns, make_apns_key
+from tests.push.fake_apps import BUNDLE_ID, KEY_ID, PACKAGE, TEAM_ID, apps_setting
 from tests.push.fcm_server import FakeFcm
 
 # The apps and credentials the fakes accept (as tests/push/conftest.py configures them).
-TEAM_ID = "TEAM123456"
-KEY_ID = "KEY1234567"
-BUNDLE_ID = "com.acme.chat"
-PACKAGE = "com.acme.chat"
 PROJECT_ID = "acme-chat"
 TOPIC = "all"
 WARMUP_TOPIC = "bench-warmup"
@@ -215,25 +212,6 @@ class Server:
     markers: list[str]  # an external PostgreSQL's backends carry the scratch database's name
     log: Path
     notes: list[str] = field(default_factory=list)
-
-
-def apps_setting(apns_key: str, fcm: FakeFcm) -> dict[str, Any]:
-    """The `push.apps` runtime setting for the fakes' apps."""
-    return {
-        "ios": {
-            "platform": "ios",
-            "bundle_id": BUNDLE_ID,
-            "team_id": TEAM_ID,
-            "key_id": KEY_ID,
-            "key": apns_key,
-            "sandbox": True,
-        },
-        "android": {
-            "platform": "android",
-            "service_account": fcm.service_account_info(),
-            "packages": [PACKAGE],
-        },
-    }
 
 
 def embedded_url(data_dir: Path) -> str:

@@ -17,11 +17,9 @@ from baas.app import create_app
 from baas.config import Settings
 from tests.conftest import SERVICE_KEY, RunningApp, as_user, asgi_with_state, test_authenticate
 from tests.push.apns_server import FakeApns, make_apns_key
+from tests.push.fake_apps import BUNDLE_ID, KEY_ID, TEAM_ID, apps_setting
 from tests.push.fcm_server import FakeFcm
 
-TEAM_ID = "TEAM123456"
-KEY_ID = "KEY1234567"
-BUNDLE_ID = "com.acme.chat"
 PROJECT_ID = "acme-chat"
 ADMIN = {"Authorization": f"Bearer {SERVICE_KEY}"}
 
@@ -55,24 +53,6 @@ def push_settings_for(settings: Settings, apns: FakeApns, fcm: FakeFcm, **more: 
         push_timeout_s=3.0,
         **more,
     )
-
-
-def apps_setting(apns_key: str, fcm: FakeFcm) -> dict[str, Any]:
-    return {
-        "ios": {
-            "platform": "ios",
-            "bundle_id": BUNDLE_ID,
-            "team_id": TEAM_ID,
-            "key_id": KEY_ID,
-            "key": apns_key,
-            "sandbox": True,
-        },
-        "android": {
-            "platform": "android",
-            "service_account": fcm.service_account_info(),
-            "packages": ["com.acme.chat"],
-        },
-    }
 
 
 @pytest.fixture
