@@ -33,7 +33,6 @@ import json
 import os
 import platform
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -65,12 +64,14 @@ from benchmarks.records import (
     Client,
     _matching,
     baas_version,
-    cpu_busy,
+    busy_before,
+    catch_signals,
     default_tool,
     free_port,
     launch_baas,
     numbered_output,
     postmaster_pid,
+    run_guarded,
     split_env,
 )
 from tests.push.apns_server import FakeApns, make_apns_key
@@ -920,17 +921,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _raise_exit(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)  # unwinds through every finally: servers get stopped
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if not (args.baas and args.baas.is_file()):
         print("error: the baas executable was not found: `pip install -e .` or pass --baas PATH.")
         return 2
-    signal.signal(signal.SIGTERM, _raise_exit)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    catch_signals()
     started = dt.datetime.now(dt.UTC)
     output: Path = args.output or numbered_output("push")
     work = Path(tempfile.mkdtemp(prefix="baas-bench-push-"))
@@ -943,30 +939,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     source = source_state()
     print(f"baas source: {source}", flush=True)
-    busy = cpu_busy()
-    if busy is not None and busy > 25:
-        print(
-            f"warning: the CPUs are already {busy:.0f}% busy; other work on this machine will"
-            " skew the numbers",
-            file=sys.stderr,
-        )
+    busy = busy_before()
     results: list[dict[str, Any]] = []
-    ok = False
-    try:
+
+    def each_size() -> None:
         for i, count in enumerate(sizes):
             results.append(run_once(args, count, work / f"run-{i + 1}"))
-        ok = True
-    except BenchError as exc:
-        print(f"\nerror: {exc}", file=sys.stderr)
-    except (OSError, http.client.HTTPException) as exc:
-        print(f"\nerror: {type(exc).__name__}: {exc}", file=sys.stderr)
-    except KeyboardInterrupt:
-        print("\ninterrupted; servers stopped", file=sys.stderr)
-    finally:
-        if ok and not args.keep_temp:
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            print(f"scratch directory kept: {work}", file=sys.stderr)
+
+    ok = run_guarded(each_size, work, args.keep_temp)
     if not results:
         return 1
     compare = scaling(results[0], results[1], args) if len(results) == 2 else None

@@ -32,7 +32,6 @@ import collections
 import contextlib
 import datetime as dt
 import hashlib
-import http.client
 import json
 import math
 import multiprocessing as mp
@@ -70,12 +69,14 @@ from benchmarks.records import (
     _matching,
     _proc_stat,
     baas_version,
-    cpu_busy,
+    busy_before,
+    catch_signals,
     default_tool,
     free_port,
     launch_baas,
     numbered_output,
     postmaster_pid,
+    run_guarded,
     split_env,
     tail,
 )
@@ -1914,10 +1915,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _raise_exit(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)  # unwinds through every finally: servers get stopped
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if not (args.baas and args.baas.is_file()):
@@ -1929,8 +1926,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGTERM, _raise_exit)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    catch_signals()
     started = dt.datetime.now(dt.UTC)
     output: Path = args.output or numbered_output("realtime")
     work = Path(tempfile.mkdtemp(prefix="baas-bench-rt-"))
@@ -1947,30 +1943,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     source = source_state()
     print(f"baas source: {source}", flush=True)
-    busy = cpu_busy()
-    if busy is not None and busy > 25:
-        print(
-            f"warning: the CPUs are already {busy:.0f}% busy; other work on this machine will"
-            " skew the numbers",
-            file=sys.stderr,
-        )
+    busy = busy_before()
     results: dict[str, dict[str, Any]] = {}
-    ok = False
-    try:
+
+    def each_variant() -> None:
         for variant in args.variants:
             results[variant] = run_variant(args, variant, work)
-        ok = True
-    except BenchError as exc:
-        print(f"\nerror: {exc}", file=sys.stderr)
-    except (OSError, http.client.HTTPException, httpx.HTTPError) as exc:
-        print(f"\nerror: {type(exc).__name__}: {exc}", file=sys.stderr)
-    except KeyboardInterrupt:
-        print("\ninterrupted; servers stopped", file=sys.stderr)
-    finally:
-        if ok and not args.keep_temp:
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            print(f"scratch directory kept: {work}", file=sys.stderr)
+
+    ok = run_guarded(each_variant, work, args.keep_temp, (httpx.HTTPError,))
     if not results:
         return 1
     print("\n" + render(results))

@@ -1114,6 +1114,50 @@ def _raise_exit(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)  # unwinds through every finally: servers get stopped
 
 
+def catch_signals() -> None:
+    """SIGTERM and SIGINT unwind the benchmark, so every server it started is stopped."""
+    signal.signal(signal.SIGTERM, _raise_exit)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
+
+
+def busy_before() -> float | None:
+    """How busy the CPUs are now (percent), with a warning when other work will skew a run."""
+    busy = cpu_busy()
+    if busy is not None and busy > 25:
+        print(
+            f"warning: the CPUs are already {busy:.0f}% busy; other work on this machine will"
+            " skew the numbers",
+            file=sys.stderr,
+        )
+    return busy
+
+
+def run_guarded(
+    body: Callable[[], object],
+    work: Path,
+    keep_temp: bool,
+    errors: tuple[type[Exception], ...] = (),
+) -> bool:
+    """Run `body`, saying in one line why it stopped if it failed or was interrupted; the
+    scratch directory `work` is removed after a success (unless kept). True on success."""
+    ok = False
+    try:
+        body()
+        ok = True
+    except BenchError as exc:
+        print(f"\nerror: {exc}", file=sys.stderr)
+    except (OSError, http.client.HTTPException, *errors) as exc:
+        print(f"\nerror: {type(exc).__name__}: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("\ninterrupted; servers stopped", file=sys.stderr)
+    finally:
+        if ok and not keep_temp:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"scratch directory kept: {work}", file=sys.stderr)
+    return ok
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     return run(parse_args(argv), "records", bench_system, WORKLOADS, compare)
 
@@ -1144,8 +1188,7 @@ def run(
     if missing:
         print(f"error: {missing}", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGTERM, _raise_exit)
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
+    catch_signals()
     started = dt.datetime.now(dt.UTC)
     output: Path = args.output or RESULTS_DIR / f"{benchmark}-{started:%Y%m%d-%H%M%S}.json"
     work = Path(tempfile.mkdtemp(prefix="baas-bench-"))
@@ -1159,35 +1202,18 @@ def run(
     results: list[Result] = []
     notes: list[str] = []
     cpus = os.cpu_count() or 1
-    busy = cpu_busy()
-    if busy is not None and busy > 25:
-        print(
-            f"warning: the CPUs are already {busy:.0f}% busy; other work on this machine will"
-            " skew the numbers",
-            file=sys.stderr,
-        )
+    busy = busy_before()
     versions = {"wrk": wrk_version(args.wrk)}
-    ok = False
-    try:
+
+    def each_system() -> None:
         for system in args.systems:
             print(f"\n== {SYSTEM_LABELS[system]} ==", flush=True)
             target, measured = bench(args, system, work, lua_dir)
             versions[system] = target.version
             notes.extend(target.notes)
             results.extend(measured)
-        ok = True
-    except BenchError as exc:
-        print(f"\nerror: {exc}", file=sys.stderr)
-    except (OSError, http.client.HTTPException) as exc:
-        print(f"\nerror: {type(exc).__name__}: {exc}", file=sys.stderr)
-    except KeyboardInterrupt:
-        print("\ninterrupted; servers stopped", file=sys.stderr)
-    finally:
-        if ok and not args.keep_temp:
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            print(f"scratch directory kept: {work}", file=sys.stderr)
-    if not ok:
+
+    if not run_guarded(each_system, work, args.keep_temp):
         return 1
     notes.append(f"load generator and server share this machine's {cpus} core(s)")
     if busy is not None:
