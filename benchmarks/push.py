@@ -31,7 +31,6 @@ import datetime as dt
 import http.client
 import json
 import os
-import platform
 import secrets
 import signal
 import subprocess
@@ -69,6 +68,7 @@ from benchmarks.records import (
     default_tool,
     free_port,
     launch_baas,
+    machine,
     numbered_output,
     postmaster_pid,
     run_guarded,
@@ -973,12 +973,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "benchmark": "push",
         "started": started.isoformat(timespec="seconds"),
         "complete": ok,
-        "machine": {
-            "cpus": cpus,
-            "cpu_busy_before_pct": None if busy is None else round(busy, 1),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-        },
+        "machine": machine(busy),
         "versions": {"baas": results[0]["version"], "source": source},
         "config": {
             "devices": sizes,

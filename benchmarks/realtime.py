@@ -36,7 +36,6 @@ import json
 import math
 import multiprocessing as mp
 import os
-import platform
 import re
 import resource
 import secrets
@@ -74,6 +73,7 @@ from benchmarks.records import (
     default_tool,
     free_port,
     launch_baas,
+    machine,
     numbered_output,
     postmaster_pid,
     run_guarded,
@@ -1980,12 +1980,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "benchmark": "realtime",
         "started": started.isoformat(timespec="seconds"),
         "complete": ok,
-        "machine": {
-            "cpus": cpus,
-            "cpu_busy_before_pct": None if busy is None else round(busy, 1),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-        },
+        "machine": machine(busy),
         "versions": {"baas": next(iter(results.values()))["version"], "source": source},
         "config": {
             "subscribers": args.subscribers,

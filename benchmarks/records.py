@@ -1120,6 +1120,16 @@ def catch_signals() -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
 
 
+def machine(busy: float | None) -> dict[str, Any]:
+    """The report's `machine`: cores, how busy they were before the run, platform, Python."""
+    return {
+        "cpus": os.cpu_count() or 1,
+        "cpu_busy_before_pct": None if busy is None else round(busy, 1),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
+
+
 def busy_before() -> float | None:
     """How busy the CPUs are now (percent), with a warning when other work will skew a run."""
     busy = cpu_busy()
@@ -1223,12 +1233,7 @@ def run(
     report = {
         "benchmark": benchmark,
         "started": started.isoformat(timespec="seconds"),
-        "machine": {
-            "cpus": cpus,
-            "cpu_busy_before_pct": None if busy is None else round(busy, 1),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-        },
+        "machine": machine(busy),
         "versions": versions,
         "config": {
             "duration_s": args.duration,
