@@ -63,6 +63,22 @@ def test_users_lifecycle(baas: Baas, database_url: str) -> None:
     assert missing.code == 1 and "no user with email" in missing.err
 
 
+def test_a_bad_address_is_refused_before_the_password_prompt(baas: Baas, database_url: str) -> None:
+    for command in (("superuser", "create"), ("users", "create")):
+        for email in ("", "ann@localhost", "ann lee@example.com"):
+            refused = baas(*command, email)  # no stdin: a prompt would abort instead
+            assert refused.code == 1, refused.text
+            assert "email: not an email address" in refused.err, refused.text
+            assert "Password" not in refused.text
+            assert "Traceback" not in refused.err
+    assert _query(database_url, "SELECT count(*) FROM baas.superusers")[0][0] == 0
+    assert _query(database_url, "SELECT count(*) FROM users")[0][0] == 0
+    created = _ok(baas("users", "create", " Ann@BÜCHER.de ", "--no-password"))
+    assert "User ann@xn--bcher-kva.de created" in created.out
+    _ok(baas("users", "disable", "ann@bücher.de"))  # found by any spelling of the address
+    assert _query(database_url, "SELECT disabled FROM users")[0][0] is True
+
+
 async def test_mail_outbox_shows_what_the_server_queued(
     baas: Baas, database_url: str, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
