@@ -11,7 +11,7 @@ import contextlib
 import gc
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -63,6 +63,7 @@ from baas.storage import api as storage_api
 from baas.storage import cleanup
 from baas.storage.backend import open_backend
 from baas.storage.cleanup import FileCleaner
+from baas.storage.download import FILE_TOKEN
 
 log = logging.getLogger("baas")
 CONNECT_ATTEMPTS = 20
@@ -116,10 +117,10 @@ async def open_context(settings: Settings, db: Database) -> AppContext:
     await tokens.ensure_signing_key(db, box)
     ring = keys.KeyRing(settings.service_key)
     await ring.reload(db)
-    signer = tokens.Signer(settings.base_url)
-    await signer.reload(db, box)
     runtime = RuntimeSettings()
     await runtime.reload(db, box)
+    signer = tokens.Signer(settings.base_url, _token_lifetime(settings, runtime))
+    await signer.reload(db, box)
     ctx = AppContext(
         settings=settings,
         db=db,
@@ -135,6 +136,17 @@ async def open_context(settings: Settings, db: Database) -> AppContext:
     ctx.file_cleaner = FileCleaner(ctx)
     await ctx.revoked.reload(db)
     return ctx
+
+
+def _token_lifetime(settings: Settings, runtime: RuntimeSettings) -> Callable[[str], int]:
+    """How long the install's signed tokens of each type live, as now configured."""
+
+    def lifetime(token_type: str) -> int:
+        if token_type == FILE_TOKEN:
+            return settings.file_token_ttl_s
+        return int(runtime["auth.access_token_ttl"])
+
+    return lifetime
 
 
 async def check_secret_key(settings: Settings) -> str | None:

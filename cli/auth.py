@@ -245,14 +245,32 @@ def settings_unset(name: str = typer.Argument(...)) -> None:
 
 @signing_app.command("list")
 def signing_list() -> None:
-    """Signing keys: the current one and those still published for tokens they signed."""
+    """Signing keys: the current one, retired ones and revoked ones."""
     for k in _run(lambda ctx: tokens.list_signing_keys(ctx.db)):
-        state = f"retired {k['retired']:%Y-%m-%d %H:%M}" if k["retired"] else "current"
+        if k["revoked"]:
+            state = f"revoked {k['revoked']:%Y-%m-%d %H:%M}"
+        elif k["retired"]:
+            state = f"retired {k['retired']:%Y-%m-%d %H:%M}"
+        else:
+            state = "current"
         typer.echo(f"{k['kid']}  {k['algorithm']}  from {k['active_from']:%Y-%m-%d %H:%M}  {state}")
 
 
 @signing_app.command("rotate")
 def signing_rotate() -> None:
-    """Start signing with a new key (tokens signed with the old one stay valid)."""
+    """Start signing with a new key (tokens the old one signed stay valid until they expire)."""
     rotated = _run(lambda ctx: tokens.rotate_signing_key(ctx.db, ctx.box))
     typer.echo(f"New signing key {rotated['kid']}, used from {rotated['active_in_s']}s from now.")
+
+
+@signing_app.command("revoke")
+def signing_revoke(
+    kid: str = typer.Argument(..., help="The key's kid (signing-keys list); rotate first."),
+) -> None:
+    """Stop trusting a key at once, on every instance (after a leak): tokens it signed are
+    refused, and apps refresh to get new ones."""
+    revoked = _run(lambda ctx: tokens.revoke_signing_key(ctx.db, kid))
+    typer.echo(
+        f"Revoked signing key {revoked['kid']}: tokens it signed are refused from now on; "
+        f"{revoked['signing_kid']} signs."
+    )

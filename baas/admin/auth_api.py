@@ -138,6 +138,14 @@ async def rotate_signing_key(request: Request) -> Response:
     return json_response(rotated, status=201)
 
 
+async def revoke_signing_key(request: Request) -> Response:
+    require_admin(request)
+    ctx = context(request)
+    await tokens.revoke_signing_key(ctx.db, request.path_params["kid"])
+    await ctx.signer.reload(ctx.db, ctx.box)  # this instance at once; the others on NOTIFY
+    return no_content()
+
+
 routes = [
     route("/api/admin/users", GET=list_users, POST=create_user),
     route("/api/admin/users/{id}", GET=get_user, PATCH=update_user, DELETE=delete_user),
@@ -149,4 +157,5 @@ routes = [
     route("/api/admin/superusers/{id}", DELETE=delete_superuser),
     route("/api/admin/signing-keys", GET=list_signing_keys),
     route("/api/admin/signing-keys/rotate", POST=rotate_signing_key),
+    route("/api/admin/signing-keys/{kid}", DELETE=revoke_signing_key),
 ]

@@ -6,22 +6,35 @@ is stored. Issuing a token replaces the subject's earlier unused ones of that ki
 link is the one that works), except sign-in challenges: two devices may be signing in at once.
 Redeeming is one `UPDATE ... WHERE used IS NULL RETURNING`: of any number of concurrent
 redemptions, exactly one gets the row.
+
+Every refusal answers `400 invalid_token` with the one REFUSED_MESSAGE message; the reason
+(unknown, expired, used, out of attempts) goes to the debug log, never the token.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import Any
 
 from baas.auth.crypto import new_token, token_hash
+from baas.auth.tokens import REFUSED_MESSAGE
 from baas.db.pool import Executor
 from baas.errors import ApiError
+
+log = logging.getLogger("baas.auth.onetime")
 
 MAX_TOKEN_LENGTH = 200
 
 
 class InvalidLinkToken(ApiError):
+    """A one-time token refused: the client learns only that; `reason` goes to the debug log."""
+
     status, code = 400, "invalid_token"
+
+    def __init__(self, reason: str) -> None:
+        log.debug("refused a one-time token: %s", reason)
+        super().__init__(REFUSED_MESSAGE)
 
 
 async def issue(
@@ -67,7 +80,7 @@ async def redeem(ex: Executor, kind: str, token: Any) -> Any:
         kind,
     )
     if row is None:
-        raise InvalidLinkToken("this link is invalid, expired or already used: ask for a new one")
+        raise InvalidLinkToken(f"no unused, unexpired {kind} token matches")
     return row
 
 
@@ -83,5 +96,5 @@ async def attempt(ex: Executor, kind: str, token: Any, max_attempts: int) -> Any
         max_attempts,
     )
     if row is None:
-        raise InvalidLinkToken("the challenge is invalid, expired or used up: sign in again")
+        raise InvalidLinkToken(f"no unused, unexpired {kind} challenge with attempts left matches")
     return row

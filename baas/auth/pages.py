@@ -38,6 +38,8 @@ _env = jinja2.Environment(
 
 Confirm = Callable[[AppContext, dict[str, Any]], Awaitable[dict[str, Any]]]
 
+LINK_REFUSED = "This link is invalid, expired or already used: ask for a new one."
+
 
 class _Page:
     def __init__(self, title: str, button: str, done: str, confirm: Confirm, form: str) -> None:
@@ -71,7 +73,7 @@ class _Page:
             retry = self.form == "reset" and exc.code == "invalid_body"
             return self._render(
                 ctx,
-                message=exc.message,
+                message=LINK_REFUSED if exc.code == "invalid_token" else exc.message,
                 failed=True,
                 status=exc.status,
                 form=self.form if retry else None,

@@ -13,6 +13,7 @@ NOTIFY `baas_sessions`), and the request middleware refuses tokens naming them.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -24,6 +25,8 @@ from baas.auth.tokens import MAX_ACCESS_TTL, Signer
 from baas.db.pool import Database, Executor
 from baas.errors import NotFound, Unauthorized
 from baas.runtime_settings import RuntimeSettings
+
+log = logging.getLogger("baas.auth.sessions")
 
 CHANNEL = "baas_sessions"
 MAX_USER_AGENT = 300
@@ -100,12 +103,21 @@ class RefreshRefused(Unauthorized):
     code = "invalid_refresh_token"
 
 
+REFRESH_REFUSED_MESSAGE = "the refresh token is not valid: sign in again"
+
+
+def _invalid_refresh(reason: str) -> RefreshRefused:
+    """The one answer to a refresh token that is not ours; `reason` goes to the debug log."""
+    log.debug("refused a refresh token: %s", reason)
+    return RefreshRefused(REFRESH_REFUSED_MESSAGE)
+
+
 async def refresh(
     db: Database, signer: Signer, box: SecretBox, runtime: RuntimeSettings, presented: Any
 ) -> Tokens:
     """Rotate `presented`; new tokens, or 401 (reuse outside the grace window revokes)."""
     if not isinstance(presented, str) or not 20 <= len(presented) <= 200:
-        raise RefreshRefused("the refresh token is missing or malformed")
+        raise _invalid_refresh("missing or malformed")
     new = new_token()
     row = await db.fetchrow(
         "SELECT * FROM baas.refresh_session($1, $2, $3, $4, $5)",
@@ -118,7 +130,7 @@ async def refresh(
     assert row is not None
     outcome = row["outcome"]
     if outcome == "unknown":
-        raise RefreshRefused("unknown refresh token")
+        raise _invalid_refresh("unknown")
     if outcome == "revoked":
         raise RefreshRefused("the session has ended: sign in again", code="session_ended")
     if outcome == "reused":

@@ -1,13 +1,19 @@
 """Access tokens: short-lived JWTs signed with the install's Ed25519 keys, published as a JWKS.
 
 Keys live in `baas.signing_keys` (private halves sealed with the secret key). Each process holds
-them in a `Signer`; signing uses the newest active key, verification any key still published.
+them in a `Signer`; signing uses the newest active key, verification any key still trusted.
 A rotation publishes the new key ahead of its first use (`PUBLISH_AHEAD`), so every instance
 (reloading on NOTIFY `baas_signing_keys`) and every JWKS cache knows it before a token names it.
 
+A retired key vouches only for tokens issued before its retirement, and for no longer than their
+type's lifetime (the access-token lifetime for access tokens): a key that leaked can be rotated
+out, and whatever is forged with it afterwards is refused. Revoking a key drops it at once on
+every instance. No token outlives `MAX_ACCESS_TTL`, whatever its `exp` claims.
+
 Verification pins EdDSA, requires exp/iat/sub/sid/aud/iss/typ/role, checks aud and iss, and
-accepts only `typ: access`: refresh tokens are opaque and other one-time tokens are never JWTs,
-so nothing else can pass for an access token. `jku`/`x5u` headers are never followed.
+accepts only the expected `typ`: refresh tokens are opaque and other one-time tokens are never
+JWTs, so nothing else can pass for an access token. `jku`/`x5u` headers are never followed.
+Every refusal answers the same `REFUSED_MESSAGE` message; the reason goes to the debug log.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -27,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from baas.auth.crypto import SecretBox
 from baas.db.pool import Database, Executor
+from baas.errors import Conflict, NotFound
 
 ALGORITHM = "EdDSA"
 AUDIENCE = "baas"
@@ -34,7 +41,7 @@ TOKEN_TYPE = "access"  # noqa: S105 - a claim value, not a secret
 CHANNEL = "baas_signing_keys"
 PUBLISH_AHEAD = timedelta(seconds=30)
 JWKS_MAX_AGE_S = int(PUBLISH_AHEAD.total_seconds())  # a cached key set learns new keys in time
-MAX_ACCESS_TTL = 86_400  # retired keys stay published this long, whatever the configured TTL
+MAX_ACCESS_TTL = 86_400  # no signed token is honoured longer, whatever its exp or type
 REQUIRED_CLAIMS = ["exp", "iat", "sub", "sid", "aud", "iss", "typ", "role"]
 LEEWAY_S = 30  # clock skew tolerated between instances
 MAX_REMEMBERED = 10_000
@@ -42,8 +49,24 @@ _SEAL_PURPOSE = "signing key"
 _LOCK_KEY = 0x6261_6173_0002
 
 
+REFUSED_MESSAGE = (
+    "the token is not valid: get a new one (sign in or refresh for an access token, "
+    "ask again for an email link or a sign-in challenge)"
+)
+EXPIRED_MESSAGE = "the token has expired: refresh it (POST /api/auth/refresh) or sign in again"
+
+
 class InvalidToken(Exception):
-    """The token is not a valid access token of this install (the message says why)."""
+    """The token is not a valid token of this install; the message is the reason, for the
+    debug log only (clients get REFUSED_MESSAGE)."""
+
+
+class TokenExpired(InvalidToken):
+    """A token of this install that is past its lifetime."""
+
+
+def default_lifetime(token_type: str) -> int:
+    return MAX_ACCESS_TTL
 
 
 @dataclass(frozen=True)
@@ -57,17 +80,37 @@ class SigningKey:
 
 
 class Signer:
-    """This process's signing keys: signs and verifies access tokens, serves the JWKS."""
+    """This process's signing keys: signs and verifies tokens, serves the JWKS.
 
-    def __init__(self, issuer: str) -> None:
+    `lifetime(token_type)` is the longest lifetime the install gives tokens of that type now
+    (the access-token lifetime for access tokens); a token counts as expired at
+    min(exp, iat + lifetime), and a retired key vouches for nothing beyond that."""
+
+    def __init__(self, issuer: str, lifetime: Callable[[str], int] = default_lifetime) -> None:
         self.issuer = issuer
+        self._lifetime = lifetime
         self._keys: dict[str, SigningKey] = {}
         self._jwks = b'{"keys":[]}'
-        self._verified: dict[str, dict[str, Any]] = {}
+        self._jwks_kids: tuple[str, ...] | None = None
+        self._verified: dict[str, tuple[dict[str, Any], str]] = {}  # token -> (claims, kid)
 
     @property
     def jwks(self) -> bytes:
+        """The public keys that may still verify an access token: the active and upcoming
+        keys, and retired ones until their last access token has expired."""
+        now = time.time()
+        window = self.lifetime(TOKEN_TYPE) + LEEWAY_S
+        published = tuple(
+            k.kid for k in self._keys.values() if k.retired is None or now < k.retired + window
+        )
+        if published != self._jwks_kids:
+            self._jwks = orjson.dumps({"keys": [self._keys[kid].jwk for kid in published]})
+            self._jwks_kids = published
         return self._jwks
+
+    def lifetime(self, token_type: str) -> int:
+        """Seconds a token of `token_type` is honoured after its iat (at most MAX_ACCESS_TTL)."""
+        return min(self._lifetime(token_type), MAX_ACCESS_TTL)
 
     def _current(self) -> SigningKey:
         now = time.time()
@@ -79,7 +122,11 @@ class Signer:
             and (k.retired is None or k.retired > now)  # an old key signs until the new is due
         ]
         if not usable:  # a rotation in progress and its new key not active yet: the newest
-            usable = [k for k in self._keys.values() if k.private is not None]
+            usable = [
+                k
+                for k in self._keys.values()
+                if k.private is not None and (k.retired is None or k.retired > now)
+            ]
         if not usable:
             raise RuntimeError("no signing key loaded")
         return max(usable, key=lambda k: k.active_from)
@@ -105,23 +152,36 @@ class Signer:
         return jwt.encode(payload, key.private, algorithm=ALGORITHM, headers=headers), exp
 
     def verify(self, token: str, token_type: str = TOKEN_TYPE) -> dict[str, Any]:
-        """The claims of a valid token of `token_type`; InvalidToken otherwise. Verified tokens
-        are remembered (bounded) until they expire: an app sending one token with many requests
-        pays for the signature check once."""
-        remembered = self._verified.get(token)
-        if remembered is not None:
-            if remembered["typ"] != token_type:
-                raise InvalidToken(f"not a token of type {token_type}")
-            if remembered["exp"] + LEEWAY_S > time.time():
-                return remembered
-            del self._verified[token]
-        claims = self._verify(token, token_type)
-        if len(self._verified) >= MAX_REMEMBERED:
-            self._verified.clear()
-        self._verified[token] = claims
+        """The claims of a valid token of `token_type`; InvalidToken (TokenExpired) otherwise.
+        The signature of a token is checked once and remembered (bounded) until it expires: an
+        app sending one token with many requests pays for it once; what can change (the key's
+        standing, the lifetime) is checked on every use."""
+        verified = self._verified.get(token)
+        if verified is None:
+            verified = self._verify(token)
+            if len(self._verified) >= MAX_REMEMBERED:
+                self._verified.clear()
+            self._verified[token] = verified
+        claims, kid = verified
+        self._check_standing(claims, kid, token_type, time.time())
         return claims
 
-    def _verify(self, token: str, token_type: str) -> dict[str, Any]:
+    def _check_standing(
+        self, claims: dict[str, Any], kid: str, token_type: str, now: float
+    ) -> None:
+        if claims["typ"] != token_type:
+            raise InvalidToken(f"a token of another type where a {token_type} token belongs")
+        key = self._keys.get(kid)
+        if key is None:
+            raise InvalidToken("signed with a key that is revoked or no longer trusted")
+        issued = float(claims["iat"])
+        if key.retired is not None and issued > key.retired:
+            raise InvalidToken("issued after its signing key was retired")
+        if now > min(float(claims["exp"]), issued + self.lifetime(token_type)) + LEEWAY_S:
+            raise TokenExpired("expired")
+
+    def _verify(self, token: str) -> tuple[dict[str, Any], str]:
+        """The claims of a token signed by a key of ours, and that key's kid."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -143,22 +203,23 @@ class Signer:
                 options={"require": REQUIRED_CLAIMS, "verify_signature": True},
             )
         except jwt.ExpiredSignatureError:
-            raise InvalidToken("expired") from None
+            raise TokenExpired("expired") from None
         except jwt.PyJWTError as exc:
             raise InvalidToken(_reason(exc)) from None
-        if claims.get("typ") != token_type:
-            raise InvalidToken(f"not a token of type {token_type}")
-        if not all(isinstance(claims.get(k), str) for k in ("sub", "sid", "role")):
+        if not all(isinstance(claims.get(k), str) for k in ("sub", "sid", "role", "typ")):
             raise InvalidToken("malformed claims")
-        return claims
+        if not all(_is_time(claims[k]) for k in ("iat", "exp")):
+            raise InvalidToken("malformed iat or exp")
+        return claims, key.kid
 
     async def reload(self, db: Database, box: SecretBox) -> None:
         rows = await db.fetch(
             "SELECT kid, private_key, public_jwk, extract(epoch FROM active_from) AS active_from, "
             "extract(epoch FROM retired) AS retired FROM baas.signing_keys "
-            "WHERE retired IS NULL OR retired > now() - make_interval(secs => $1) "
+            "WHERE revoked IS NULL AND "
+            "(retired IS NULL OR retired > now() - make_interval(secs => $1)) "
             "ORDER BY active_from",
-            MAX_ACCESS_TTL,
+            MAX_ACCESS_TTL + LEEWAY_S,
         )
         keys = {}
         for r in rows:
@@ -177,7 +238,11 @@ class Signer:
             )
         self._keys = keys
         self._verified = {}
-        self._jwks = orjson.dumps({"keys": [k.jwk for k in keys.values()]})
+        self._jwks_kids = None  # rebuilt on the next read
+
+
+def _is_time(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _reason(exc: Exception) -> str:
@@ -246,15 +311,16 @@ async def ensure_signing_key(db: Database, box: SecretBox) -> None:
     async with db.transaction() as tx:
         await tx.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
         present = await tx.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM baas.signing_keys WHERE retired IS NULL)"
+            "SELECT EXISTS (SELECT 1 FROM baas.signing_keys "
+            "WHERE retired IS NULL AND revoked IS NULL)"
         )
         if not present:
             await _insert_key(tx, box, timedelta(0))
 
 
 async def rotate_signing_key(db: Database, box: SecretBox) -> dict[str, Any]:
-    """Publish a new key, active after PUBLISH_AHEAD; the old ones sign until then and verify
-    until their last tokens expire."""
+    """Publish a new key, active after PUBLISH_AHEAD; the old ones sign until then, and verify
+    the tokens they signed until those expire (the access-token lifetime at most)."""
     async with db.transaction() as tx:
         await tx.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
         kid = await _insert_key(tx, box, PUBLISH_AHEAD)
@@ -267,9 +333,49 @@ async def rotate_signing_key(db: Database, box: SecretBox) -> dict[str, Any]:
     return {"kid": kid, "active_in_s": int(PUBLISH_AHEAD.total_seconds())}
 
 
+async def revoke_signing_key(db: Database, kid: str) -> dict[str, Any]:
+    """Stop trusting a key at once, on every instance (after a leak): the tokens it signed are
+    refused from now on, and their apps refresh. The key tokens are signed with can be revoked
+    only once a newer one exists (rotate first); the newer one then signs at once."""
+    async with db.transaction() as tx:
+        await tx.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
+        row = await tx.fetchrow(
+            "SELECT retired FROM baas.signing_keys WHERE kid = $1 AND revoked IS NULL", kid
+        )
+        if row is None:
+            raise NotFound(
+                "no signing key with this kid that is not revoked already "
+                "(GET /api/admin/signing-keys lists them)",
+                code="signing_key_not_found",
+            )
+        successor = await tx.fetchval(
+            "SELECT kid FROM baas.signing_keys WHERE kid <> $1 AND revoked IS NULL "
+            "AND retired IS NULL",
+            kid,
+        )
+        if successor is None:
+            raise Conflict(
+                "this is the only key tokens are signed with: rotate first "
+                "(baas signing-keys rotate), then revoke it",
+                code="last_signing_key",
+            )
+        await tx.execute(
+            "UPDATE baas.signing_keys SET revoked = now(), "
+            "retired = least(coalesce(retired, now()), now()) WHERE kid = $1",
+            kid,
+        )
+        # A rotation's new key, still waiting to be published ahead: no key signs before it.
+        await tx.execute(
+            "UPDATE baas.signing_keys SET active_from = now() "
+            "WHERE revoked IS NULL AND retired IS NULL AND active_from > now()"
+        )
+        await tx.execute("SELECT pg_notify($1, $2)", CHANNEL, kid)
+    return {"kid": kid, "revoked": True, "signing_kid": successor}
+
+
 async def list_signing_keys(db: Database) -> list[dict[str, Any]]:
     rows = await db.fetch(
-        "SELECT kid, algorithm, created, active_from, retired FROM baas.signing_keys "
+        "SELECT kid, algorithm, created, active_from, retired, revoked FROM baas.signing_keys "
         "ORDER BY active_from"
     )
     return [dict(r) for r in rows]

@@ -509,4 +509,17 @@ def _admin_auth_paths() -> dict[str, Any]:
                 "adminRotateSigningKey", "Sign with a new key from now on", "201", _OBJECT
             ),
         },
+        "/api/admin/signing-keys/{kid}": {
+            "parameters": [
+                {"name": "kid", "in": "path", "required": True, "schema": {"type": "string"}}
+            ],
+            "delete": _admin(
+                "adminRevokeSigningKey",
+                "Stop trusting a signing key at once (not the only one in use)",
+                "204",
+                None,
+                "404",
+                "409",
+            ),
+        },
     }

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from baas.auth.bearer import access_claims
+from baas.auth.bearer import access_claims, identify_bearer
 from baas.auth.identity import ANONYMOUS, Identity
 from baas.auth.keys import PREFIX
 from baas.auth.sessions import identity_from_claims
@@ -95,12 +95,9 @@ class Realtime:
 
     def _identify(self, token: str) -> tuple[Identity, float | None]:
         ctx = self.hub.ctx
-        if token.startswith(PREFIX):
-            found = ctx.keys.identify(token)
-            if found is None:
-                raise ProtocolError("invalid_token", "unknown or revoked service key")
-            return found, None
         try:
+            if token.startswith(PREFIX):
+                return identify_bearer(ctx, token), None
             claims = access_claims(ctx, token)
         except ApiError as exc:
             raise ProtocolError(exc.code, exc.message) from None

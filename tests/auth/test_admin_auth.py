@@ -30,6 +30,7 @@ ROUTES = [
     ("DELETE", "/api/admin/superusers/{id}"),
     ("GET", "/api/admin/signing-keys"),
     ("POST", "/api/admin/signing-keys/rotate"),
+    ("DELETE", "/api/admin/signing-keys/{id}"),
 ]
 
 

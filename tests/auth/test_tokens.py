@@ -8,6 +8,7 @@ import base64
 import hashlib
 import hmac
 import http.server
+import logging
 import re
 import stat
 import threading
@@ -25,10 +26,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from baas.app import create_app
 from baas.auth import tokens
+from baas.config import Settings
 from baas.context import AppContext
-from tests.auth.conftest import ADMIN, Account, last_link, sign_in, token_of
-from tests.conftest import SECRET_KEY
+from tests.auth.conftest import ADMIN, PASSWORD, Account, last_link, sign_in, token_of
+from tests.conftest import SECRET_KEY, asgi_with_state
 from tests.e2e.servers import running, start_server
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -498,3 +501,246 @@ def test_generated_key_is_private_reused_and_a_different_key_is_refused(
         assert c.get("/api/auth/jwks.json").json() == jwks  # same key: the signing key opens
     output = _exits(tmp_path, {**env, "BAAS_SECRET_KEY": SECRET_KEY}, "other")
     assert "different secret key" in output
+
+
+# -- one answer for every refused token ----------------------------------------------------------
+
+
+async def _broken_access_tokens(ctx: AppContext, alice: Account) -> dict[str, tuple[str, str]]:
+    """name -> (token, the reason the debug log gives)."""
+    kid, private = await _server_key(ctx)
+    header, payload, signature = alice.tokens["access_token"].split(".")
+    raw = bytearray(_unb64(signature))
+    raw[5] ^= 0x01
+    return {
+        "wrong signature": (f"{header}.{payload}.{_b64(bytes(raw))}", "bad signature"),
+        "wrong aud": (await _forge(ctx, alice, aud="other"), "wrong audience"),
+        "wrong iss": (await _forge(ctx, alice, iss="https://evil.example"), "wrong issuer"),
+        "missing exp": (await _forge(ctx, alice, exp=None), "missing the exp claim"),
+        "wrong type": (await _forge(ctx, alice, typ="refresh"), "token of another type"),
+        "unknown kid": (
+            _signed({"alg": "EdDSA", "kid": "someone-elses"}, _claims(ctx, alice), private),
+            "unknown key",
+        ),
+        "alg none": (_unsigned({"alg": "none", "kid": kid}, _claims(ctx, alice)), "algorithm"),
+        "garbage": ("abc.def", "not a JWT"),
+        "refresh token": (alice.tokens["refresh_token"], "not a JWT"),
+        "too long": ("x" * 5000, "longer than 4096"),
+    }
+
+
+def _same_refusal(response: httpx.Response, status: int = 401) -> None:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert (error["code"], error["message"]) == ("invalid_token", tokens.REFUSED_MESSAGE)
+
+
+def _logged(caplog: pytest.LogCaptureFixture, reason: str, token: str) -> None:
+    """The reason is in the debug log; the token is not."""
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert reason in text, text
+    assert token not in text
+
+
+async def test_every_refused_access_token_gets_one_message_and_the_log_says_why(
+    anon: httpx.AsyncClient, ctx: AppContext, alice: Account, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="baas.auth")
+    for token, reason in (await _broken_access_tokens(ctx, alice)).values():
+        caplog.clear()
+        _same_refusal(await _answer(anon, token))
+        _logged(caplog, reason, token)
+        # The same for a file token (?token= on a download) ...
+        caplog.clear()
+        url = f"/api/files/posts/{alice.id}/x.png"
+        _same_refusal(await anon.get(url, params={"token": token}))
+        _logged(caplog, reason, token)
+    # ... whose own type is refused as an access token, like an access token as a file token.
+    file_token = (await anon.post("/api/files/token", headers=alice.headers)).json()["token"]
+    _same_refusal(await _answer(anon, file_token))
+    url = f"/api/files/posts/{alice.id}/x.png"
+    _same_refusal(await anon.get(url, params={"token": alice.tokens["access_token"]}))
+    # A malformed header and an unknown service key say the same.
+    for authorization in ("Basic YWxpY2U6cGFzcw==", "Bearer", "Bearer baas_sk_" + "x" * 43):
+        response = await anon.get("/api/auth/me", headers={"Authorization": authorization})
+        _same_refusal(response)
+
+
+async def test_expired_and_ended_keep_their_own_codes(
+    anon: httpx.AsyncClient, ctx: AppContext, alice: Account
+) -> None:
+    claims = {"sub": alice.id, "sid": alice.tokens["session_id"], "role": "user"}
+    expired, _ = ctx.signer.sign(claims, ttl_s=-120)
+    response = await _answer(anon, expired)
+    assert response.json()["error"] == {
+        **response.json()["error"],
+        "code": "token_expired",
+        "message": tokens.EXPIRED_MESSAGE,
+    }
+    await anon.post("/api/auth/sign-out", headers=alice.headers)
+    assert await _refused(anon, alice.tokens["access_token"]) == "session_ended"
+
+
+async def test_every_refused_one_time_token_gets_one_message(
+    anon: httpx.AsyncClient, alice: Account, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="baas.auth")
+    unknown, short = "u" * 43, "abc"
+    answers = {
+        "verify": ("/api/auth/verification/confirm", {}),
+        "reset": ("/api/auth/password-reset/confirm", {"password": "a new long passphrase"}),
+        "email change": ("/api/auth/email-change/confirm", {}),
+        "setup": ("/api/admin/setup", {"email": "root@example.com", "password": PASSWORD}),
+    }
+    for path, body in answers.values():
+        for token, reason in ((unknown, "no unused, unexpired"), (short, "missing or malformed")):
+            caplog.clear()
+            _same_refusal(await anon.post(path, json={**body, "token": token}), 400)
+            _logged(caplog, reason, token)
+    for token, reason in ((unknown, "no unused, unexpired mfa challenge"), (short, "malformed")):
+        caplog.clear()
+        body = {"mfa_token": token, "code": "123456"}
+        _same_refusal(await anon.post("/api/auth/mfa/verify", json=body), 400)
+        _logged(caplog, reason, token)
+    # A link used once answers the same as one never issued.
+    await anon.post("/api/auth/password-reset", json={"email": alice.email})
+    link = token_of(await last_link(anon, alice.email, "reset"))
+    body = {"token": link, "password": "a new long passphrase"}
+    assert (await anon.post("/api/auth/password-reset/confirm", json=body)).status_code == 200
+    _same_refusal(await anon.post("/api/auth/password-reset/confirm", json=body), 400)
+
+
+async def test_every_refused_refresh_token_gets_one_message(
+    anon: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="baas.auth")
+    answers = set()
+    for token, reason in (("r" * 43, "unknown"), ("abc", "malformed"), (None, "malformed")):
+        caplog.clear()
+        response = await anon.post("/api/auth/refresh", json={"refresh_token": token})
+        assert response.status_code == 401, response.text
+        error = response.json()["error"]
+        answers.add((error["code"], error["message"]))
+        _logged(caplog, reason, str(token))
+    assert answers == {("invalid_refresh_token", "the refresh token is not valid: sign in again")}
+
+
+# -- retired and revoked keys ------------------------------------------------------------------
+
+
+async def _key(ctx: AppContext, kid: str) -> Ed25519PrivateKey:
+    row = await ctx.db.fetchrow("SELECT private_key FROM baas.signing_keys WHERE kid = $1", kid)
+    private = serialization.load_der_private_key(
+        ctx.box.open(bytes(row["private_key"]), "signing key"), password=None
+    )
+    assert isinstance(private, Ed25519PrivateKey)
+    return private
+
+
+async def _forged_with(ctx: AppContext, account: Account, kid: str, **changes: Any) -> str:
+    """A token signed with the key `kid` (as whoever stole it could)."""
+    header = {"kid": kid, "typ": "at+jwt"}
+    claims = _claims(ctx, account, **changes)
+    return jwt.encode(claims, await _key(ctx, kid), algorithm="EdDSA", headers=header)
+
+
+async def _retire_back(ctx: AppContext, kid: str, seconds: int) -> float:
+    """Move `kid`'s retirement `seconds` into the past (a controlled clock); its epoch."""
+    retired = await ctx.db.fetchval(
+        "UPDATE baas.signing_keys SET retired = now() - make_interval(secs => $2) "
+        "WHERE kid = $1 RETURNING extract(epoch FROM retired)",
+        kid,
+        seconds,
+    )
+    await ctx.signer.reload(ctx.db, ctx.box)
+    return float(retired)
+
+
+async def test_a_retired_key_vouches_only_for_what_it_signed_before_retiring(
+    anon: httpx.AsyncClient, ctx: AppContext, alice: Account
+) -> None:
+    old_kid = _kid(alice.tokens["access_token"])
+    assert (await anon.post("/api/admin/signing-keys/rotate", headers=ADMIN)).status_code == 201
+    retired = await _retire_back(ctx, old_kid, 60)  # rotated a minute ago
+    # Issued before the retirement, within the access-token lifetime (900 s): still good.
+    before = int(retired) - 30
+    honest = await _forged_with(ctx, alice, old_kid, iat=before, exp=before + 900)
+    assert (await _answer(anon, honest)).status_code == 200
+    # Minted with the old key after its retirement (a stolen key): refused, whatever exp says.
+    now = int(time.time())
+    for forged in (
+        await _forged_with(ctx, alice, old_kid, iat=now, exp=now + 600),
+        await _forged_with(ctx, alice, old_kid, iat=int(retired) + 1, exp=now + 86_400),
+    ):
+        assert await _refused(anon, forged) == "invalid_token"
+    # Backdated to before the retirement, its exp far away: it dies with the access lifetime.
+    backdated = await _forged_with(ctx, alice, old_kid, iat=before, exp=now + 30 * 86_400)
+    assert (await _answer(anon, backdated)).status_code == 200
+    await _retire_back(ctx, old_kid, 1000)  # now past retirement + 900 s + leeway
+    old = int(time.time()) - 1000
+    for token in (
+        await _forged_with(ctx, alice, old_kid, iat=old - 10, exp=old + 30 * 86_400),
+        await _forged_with(ctx, alice, old_kid, iat=old - 10, exp=old + 800),
+    ):
+        assert await _refused(anon, token) == "token_expired"
+    # And the key set no longer lists it: its last access token has expired.
+    assert old_kid not in await _kids(anon)
+
+
+async def test_no_token_outlives_its_type_lifetime_whatever_its_exp(
+    anon: httpx.AsyncClient, ctx: AppContext, alice: Account
+) -> None:
+    kid = _kid(alice.tokens["access_token"])
+    now = int(time.time())
+    long_lived = await _forged_with(ctx, alice, kid, iat=now - 1000, exp=now + 86_400)
+    assert await _refused(anon, long_lived) == "token_expired"  # 900 s after iat
+    fresh = await _forged_with(ctx, alice, kid, iat=now - 100, exp=now + 86_400)
+    assert (await _answer(anon, fresh)).status_code == 200
+
+
+async def test_revoking_a_key_refuses_its_tokens_at_once_on_every_instance(
+    anon: httpx.AsyncClient, ctx: AppContext, alice: Account, settings: Settings
+) -> None:
+    old_kid = _kid(alice.tokens["access_token"])
+    only = await anon.delete(f"/api/admin/signing-keys/{old_kid}", headers=ADMIN)
+    assert (only.status_code, only.json()["error"]["code"]) == (409, "last_signing_key")
+    assert "rotate first" in only.json()["error"]["message"]
+    unknown = await anon.delete("/api/admin/signing-keys/nope", headers=ADMIN)
+    assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "signing_key_not_found")
+    refused = await anon.delete(f"/api/admin/signing-keys/{old_kid}", headers=alice.headers)
+    assert refused.status_code == 403
+
+    other = create_app(settings)  # a second instance on the same database
+    async with other.router.lifespan_context(other) as state:
+        transport = httpx.ASGITransport(app=asgi_with_state(other, state))
+        async with httpx.AsyncClient(transport=transport, base_url="http://other") as second:
+            assert (await _answer(second, alice.tokens["access_token"])).status_code == 200
+            rotated = await anon.post("/api/admin/signing-keys/rotate", headers=ADMIN)
+            new_kid = rotated.json()["kid"]
+            revoked = await anon.delete(f"/api/admin/signing-keys/{old_kid}", headers=ADMIN)
+            assert revoked.status_code == 204, revoked.text
+
+            assert await _refused(anon, alice.tokens["access_token"]) == "invalid_token"
+            deadline = time.monotonic() + 10
+            while (await _answer(second, alice.tokens["access_token"])).status_code == 200:
+                assert time.monotonic() < deadline, "the other instance still trusts the key"
+                await asyncio.sleep(0.02)
+            assert await _refused(second, alice.tokens["access_token"]) == "invalid_token"
+            assert await _kids(second) == {new_kid}
+
+    assert await _kids(anon) == {new_kid}
+    # The session lives on: a refresh gets a token signed with the new key, good at once.
+    refreshed = await anon.post(
+        "/api/auth/refresh", json={"refresh_token": alice.tokens["refresh_token"]}
+    )
+    assert refreshed.status_code == 200, refreshed.text
+    assert _kid(refreshed.json()["access_token"]) == new_kid
+    assert (await _answer(anon, refreshed.json()["access_token"])).status_code == 200
+    listed = (await anon.get("/api/admin/signing-keys", headers=ADMIN)).json()["items"]
+    states = {k["kid"]: (k["retired"] is not None, k["revoked"] is not None) for k in listed}
+    assert states == {old_kid: (True, True), new_kid: (False, False)}
+    again = await anon.delete(f"/api/admin/signing-keys/{old_kid}", headers=ADMIN)
+    assert again.status_code == 404
+    # The new key is now the only one in use: it cannot be revoked.
+    last = await anon.delete(f"/api/admin/signing-keys/{new_kid}", headers=ADMIN)
+    assert (last.status_code, last.json()["error"]["code"]) == (409, "last_signing_key")

@@ -125,6 +125,24 @@ def test_signing_keys_rotate(baas: Baas) -> None:
     assert len(after) == 2
 
 
+def test_signing_keys_revoke(baas: Baas, database_url: str) -> None:
+    [current] = _ok(baas("signing-keys", "list")).out.strip().splitlines()
+    old_kid = current.split()[0]
+    only = baas("signing-keys", "revoke", old_kid)
+    assert only.code == 1 and "rotate first" in only.err, only.text
+    assert "Traceback" not in only.err
+    missing = baas("signing-keys", "revoke", "nope")
+    assert missing.code == 1 and "no signing key" in missing.err
+    new_kid = re.search(r"New signing key (\S+),", _ok(baas("signing-keys", "rotate")).out)[1]  # type: ignore[index]
+    revoked = _ok(baas("signing-keys", "revoke", old_kid)).out
+    assert f"Revoked signing key {old_kid}" in revoked and new_kid in revoked
+    listed = _ok(baas("signing-keys", "list")).out.strip().splitlines()
+    lines = {line.split()[0]: line for line in listed}
+    assert "  revoked " in lines[old_kid] and lines[new_kid].endswith("  current")
+    rows = _query(database_url, "SELECT kid, revoked IS NOT NULL AS r FROM baas.signing_keys")
+    assert {row["kid"]: row["r"] for row in rows} == {old_kid: True, new_kid: False}
+
+
 BAD_SERVICE_KEYS = [
     ("k3y-without-the-prefix-0123456789abcdefghij", "must start with baas_sk_"),
     ("baas_sk_0123456789abcdef", "at least 32 characters after baas_sk_"),
