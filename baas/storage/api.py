@@ -111,5 +111,5 @@ def _presigned(ctx: AppContext, file: StoredFile, headers: dict[str, str]) -> st
 
 routes = [
     route("/api/files/token", POST=file_token),
-    route("/api/files/{collection}/{id}/{name}", GET=get_file, HEAD=get_file),
+    route("/api/files/{collection}/{id}/{name}", GET=get_file),
 ]
