@@ -39,7 +39,7 @@ from baas.db.durability import check_durability
 from baas.db.listener import Listener
 from baas.db.migrate import Migration, migrate
 from baas.db.pool import Database, PoolOptions
-from baas.errors import ApiError, MethodNotAllowed, NotFound, internal_error_body
+from baas.errors import ApiError, MethodNotAllowed, NotFound
 from baas.http import health
 from baas.http.access_log import AccessLog
 from baas.http.middleware import Authenticate, RequestMiddleware
@@ -336,11 +336,8 @@ def create_app(settings: Settings, *, authenticate: Authenticate = authenticate)
             route("/api/openapi.json", GET=openapi),
         ],
         middleware=middleware,
-        exception_handlers={
-            ApiError: _api_error,
-            HTTPException: _http_error,
-            Exception: _unexpected,
-        },
+        # (unhandled errors: the request middleware logs them once and answers the JSON 500)
+        exception_handlers={ApiError: _api_error, HTTPException: _http_error},
         lifespan=lifespan,
     )
     app.router.redirect_slashes = False  # an API answers the path it was asked, or 404
@@ -363,14 +360,6 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     else:
         error = ApiError(exc.detail, status=exc.status_code, code="http_error")
     return error_response(error, request_id(request))
-
-
-async def _unexpected(request: Request, exc: Exception) -> Response:
-    rid = request_id(request)
-    log.error(
-        "unhandled error in %s %s (request %s)", request.method, request.url.path, rid, exc_info=exc
-    )
-    return json_response(internal_error_body(rid), status=500)
 
 
 def app_from_env() -> Starlette:

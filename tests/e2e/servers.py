@@ -114,3 +114,18 @@ def eventually(check: object, timeout: float = 5.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         time.sleep(0.05)
+
+
+def access_entries(server: Server, request_id: str) -> list[str]:
+    """The access log lines (text or JSON) of the request with this id."""
+    return [
+        line
+        for line in server.output().splitlines()
+        if "baas.access" in line and (line.endswith(f" {request_id}") or f'"{request_id}"' in line)
+    ]
+
+
+def tracebacks(server: Server) -> int:
+    """Tracebacks in the server's log so far (text lines, or JSON entries with an exception)."""
+    log = server.output()
+    return log.count("Traceback (most recent call last)")
