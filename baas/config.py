@@ -72,6 +72,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("db_command_timeout_s", float, 10.0, "Client-side timeout for any one query."),
     Setting("http_keepalive_s", int, 5, "Seconds an idle keep-alive connection stays open."),
     Setting("max_body_bytes", int, 1_048_576, "Largest request body accepted (bytes)."),
+    Setting(
+        "max_header_bytes", int, 16_384, "Largest request head: request line and headers (bytes)."
+    ),
     Setting("default_per_page", int, 30, "Records per page when a list does not say."),
     Setting("max_per_page", int, 500, "Largest per_page a list accepts."),
     Setting("max_offset", int, 100_000, "Deepest offset a list accepts; use cursors beyond."),
@@ -141,6 +144,7 @@ SETTINGS: tuple[Setting, ...] = (
 
 _BY_NAME = {s.name: s for s in SETTINGS}
 MIN_SECRET_KEY_LENGTH = 32
+MIN_HEADER_BYTES = 1024  # a smaller head has no room for a bearer token
 # Values people paste from examples; a random key starts with one of these about once in 10^9.
 _PLACEHOLDERS = (
     "changeme",
@@ -196,6 +200,7 @@ class Settings:
     db_command_timeout_s: float = 10.0
     http_keepalive_s: int = 5
     max_body_bytes: int = 1_048_576
+    max_header_bytes: int = 16_384
     default_per_page: int = 30
     max_per_page: int = 500
     max_offset: int = 100_000
@@ -309,6 +314,8 @@ class Settings:
         ):
             if getattr(self, name) < 1:
                 problems.append(f"{_BY_NAME[name].env}: must be at least 1")
+        if self.max_header_bytes < MIN_HEADER_BYTES:
+            problems.append(f"BAAS_MAX_HEADER_BYTES: must be at least {MIN_HEADER_BYTES}")
         if self.db_pool_min > self.db_pool_max:
             problems.append("BAAS_DB_POOL_MIN: must not exceed BAAS_DB_POOL_MAX")
         if self.default_per_page > self.max_per_page:

@@ -18,6 +18,7 @@ import uvicorn
 
 from baas.app import check_secret_key, create_app, tune_gc
 from baas.config import SETTINGS, Setting, Settings
+from baas.http.protocol import HeadLimitedProtocol
 from cli.runtime import embedded_if_needed, load_settings
 
 log = logging.getLogger("baas")
@@ -54,7 +55,9 @@ def run(settings: Settings) -> None:
             host=resolved.host,
             port=resolved.port,
             loop=_loop(),
-            http="httptools",
+            # httptools, with the request-head limit (uvicorn's h11 reads the same setting)
+            http=HeadLimitedProtocol,
+            h11_max_incomplete_event_size=resolved.max_header_bytes,
             log_config=None,
             access_log=False,
             server_header=False,

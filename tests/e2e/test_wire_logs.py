@@ -5,6 +5,7 @@ traceback per unhandled error."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 import uuid
 from collections.abc import Iterator
@@ -22,6 +23,9 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).parents[2]
 # \r\n, ESC [2J (clear the screen), DEL and the C1 control CSI (U+009B), all percent-encoded
+# a text log line starts with its time; a traceback's lines with "Traceback", spaces, or the
+# exception's class and a colon
+TEXT_LINE = re.compile(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d|Traceback|  |\w[\w.]*: ")
 HOSTILE = "/api/nope%0D%0AFORGED%201970-01-01T00:00:00.000Z%20INFO%1B%5B2J%7F%C2%9B%5Cx0a"
 
 
@@ -76,15 +80,16 @@ def test_control_characters_in_a_path_are_escaped(logs: Logging) -> None:
         assert entry.split()[4] == escaped.replace(" ", r"\x20")
 
 
-def test_every_line_of_a_json_log_is_one_json_object(logs: Logging) -> None:
-    if logs.format != "json":
-        pytest.skip("a text log")
+def test_every_line_is_an_entry_or_part_of_a_traceback(logs: Logging) -> None:
     server = logs.server
     wire.request(server.port, "GET", HOSTILE)
     wire.request(server.port, "GET", "/api/test/fail")
     _settled(server)
     for line in server.output().splitlines():
-        assert isinstance(json.loads(line), dict), line
+        if logs.format == "json":
+            assert isinstance(json.loads(line), dict), line
+        else:
+            assert TEXT_LINE.match(line), line
 
 
 def test_an_unhandled_error_is_answered_logged_once_and_in_the_access_log(
