@@ -45,11 +45,11 @@ def refused(answer: wire.Answer, status: int, code: str, limit: int = DEFAULT_LI
     assert answer.headers["x-content-type-options"] == "nosniff"
 
 
-def ask(sock_or_port: int, raw: bytes) -> wire.Answer:
-    """Send `raw` on a new connection and read one answer (the connection stays open)."""
-    with wire.connect(sock_or_port) as sock:
-        sock.sendall(raw)
-        return wire.read_answer(sock)
+def ask(port: int, raw: bytes) -> wire.Answer:
+    """Send `raw` on a new connection and read one answer."""
+    with wire.Connection(port) as connection:
+        connection.send(raw)
+        return connection.answer()
 
 
 def get(target: str, *headers: str) -> bytes:
@@ -62,7 +62,7 @@ class Streamer(threading.Thread):
 
     def __init__(self, port: int, prefix: bytes, total: int = 100 * MiB) -> None:
         super().__init__(daemon=True)
-        self.sock = wire.connect(port)
+        self.connection = wire.Connection(port)
         self.prefix, self.total = prefix, total
         self.sent = 0
         self.stopped = threading.Event()
@@ -70,9 +70,9 @@ class Streamer(threading.Thread):
     def run(self) -> None:
         filler = b"a" * 65_536
         try:
-            self.sock.sendall(self.prefix)
+            self.connection.send(self.prefix)
             while self.sent < self.total and not self.stopped.is_set():
-                self.sock.sendall(filler)
+                self.connection.send(filler)
                 self.sent += len(filler)
         except OSError:  # the server closed the connection
             pass
@@ -80,7 +80,7 @@ class Streamer(threading.Thread):
     def stop(self) -> None:
         self.stopped.set()
         self.join(10)
-        self.sock.close()
+        self.connection.sock.close()
 
 
 def test_a_huge_header_is_refused_at_once_while_others_are_served(server: Server) -> None:
@@ -88,7 +88,7 @@ def test_a_huge_header_is_refused_at_once_while_others_are_served(server: Server
     started = time.monotonic()
     streamer.start()
     try:
-        answer = wire.read_answer(streamer.sock, timeout=5)
+        answer = streamer.connection.answer(timeout=5)
         answered_in = time.monotonic() - started
         for _ in range(5):  # (the huge header may still be on its way)
             asked = time.monotonic()
@@ -115,29 +115,39 @@ def test_a_head_under_the_limit_is_served(server: Server) -> None:
     assert ask(server.port, raw).status == 200
 
 
+def test_the_limit_is_the_size_of_the_head_as_sent(server: Server) -> None:
+    def head_of(size: int) -> bytes:
+        base = get("/api/health", "Connection: close", "X-Pad: ")
+        return get("/api/health", "Connection: close", "X-Pad: " + "p" * (size - len(base)))
+
+    assert len(head_of(DEFAULT_LIMIT)) == DEFAULT_LIMIT
+    assert ask(server.port, head_of(DEFAULT_LIMIT)).status == 200
+    refused(ask(server.port, head_of(DEFAULT_LIMIT + 1)), 431, "headers_too_large")
+
+
 def test_a_huge_url_is_refused_with_414(server: Server) -> None:
     refused(ask(server.port, get("/api/health?q=" + "x" * 20_000)), 414, "url_too_long")
     streamer = Streamer(server.port, b"GET /api/health?q=")
     streamer.start()
     try:
-        refused(wire.read_answer(streamer.sock, timeout=5), 414, "url_too_long")
+        refused(streamer.connection.answer(timeout=5), 414, "url_too_long")
     finally:
         streamer.stop()
 
 
 def test_the_limit_holds_for_every_request_of_a_connection(server: Server) -> None:
-    with wire.connect(server.port) as sock:
-        sock.sendall(get("/api/health"))
-        assert wire.read_answer(sock).status == 200
-        sock.sendall(get("/api/health", "X-Huge: " + "h" * 30_000))
-        refused(wire.read_answer(sock), 431, "headers_too_large")
+    with wire.Connection(server.port) as connection:
+        connection.send(get("/api/health"))
+        assert connection.answer().status == 200
+        connection.send(get("/api/health", "X-Huge: " + "h" * 30_000))
+        refused(connection.answer(), 431, "headers_too_large")
 
 
 def test_pipelined_requests_and_bodies_do_not_count(server: Server) -> None:
-    with wire.connect(server.port) as sock:
-        sock.sendall(get("/api/health") + get("/api/health/ready", "Connection: close"))
-        assert wire.read_answer(sock).status == 200
-        assert wire.read_answer(sock).status == 200
+    with wire.Connection(server.port) as connection:
+        connection.send(get("/api/health") + get("/api/health/ready", "Connection: close"))
+        assert connection.answer().status == 200
+        assert connection.answer().status == 200
     body = b'{"operations": "' + b"b" * 100_000 + b'"}'
     head = "POST /api/batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
     raw = f"{head}Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body

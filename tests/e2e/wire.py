@@ -4,6 +4,7 @@ It sends the bytes it is given and reads the answer to the end of the connection
 `Connection: close`), then checks the framing itself: a body must be exactly as long as its
 Content-Length (or its chunks say), and a HEAD, 204 or 304 answer has no body at all. httpx would
 hide a short body behind an exception of its own, or a long one behind the next request.
+`Connection` keeps one connection open for several requests (keep-alive, pipelining).
 """
 
 from __future__ import annotations
@@ -74,20 +75,34 @@ def read_all(sock: socket.socket) -> bytes:
     return b"".join(chunks)
 
 
-def read_answer(sock: socket.socket, method: str = "GET", timeout: float = TIMEOUT_S) -> Answer:
-    """One answer from a connection that stays open: its head, then exactly its framed body."""
-    deadline = time.monotonic() + timeout
-    data = b""
-    while b"\r\n\r\n" not in data:
-        data += _recv(sock, deadline)
-    head, _, rest = data.partition(b"\r\n\r\n")
-    status, headers = _head(head)
-    if _bodiless(method, status) or "content-length" not in headers:
-        return Answer(status, headers, rest)
-    length = int(headers["content-length"])
-    while len(rest) < length:
-        rest += _recv(sock, deadline)
-    return Answer(status, headers, _framed(rest, length))
+class Connection:
+    """A connection that stays open: requests sent as raw bytes, answers read one by one, each
+    exactly as long as its framing says (what follows it is kept for the next one)."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = connect(port)
+        self._buffer = b""
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
+
+    def send(self, raw: bytes) -> None:
+        self.sock.sendall(raw)
+
+    def answer(self, method: str = "GET", timeout: float = TIMEOUT_S) -> Answer:
+        deadline = time.monotonic() + timeout
+        while b"\r\n\r\n" not in self._buffer:
+            self._buffer += _recv(self.sock, deadline)
+        head, _, self._buffer = self._buffer.partition(b"\r\n\r\n")
+        status, headers = _head(head)
+        length = 0 if _bodiless(method, status) else int(headers.get("content-length", 0))
+        while len(self._buffer) < length:
+            self._buffer += _recv(self.sock, deadline)
+        body, self._buffer = self._buffer[:length], self._buffer[length:]
+        return Answer(status, headers, body)
 
 
 def parse(data: bytes, method: str = "GET") -> Answer:
