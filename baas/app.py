@@ -54,6 +54,7 @@ from baas.http.responses import error_response, json_response
 from baas.http.routing import route
 from baas.jobs import queue as jobs_queue
 from baas.loops import Loop
+from baas.net import OutboundClient
 from baas.openapi.document import openapi_document
 from baas.push import api as push_api
 from baas.realtime import api as realtime_api
@@ -127,6 +128,7 @@ async def open_context(settings: Settings, db: Database) -> AppContext:
     await signer.reload(db, box)
     runtime = RuntimeSettings()
     await runtime.reload(db, box)
+    outbound = OutboundClient.from_settings(settings)
     ctx = AppContext(
         settings=settings,
         db=db,
@@ -136,7 +138,8 @@ async def open_context(settings: Settings, db: Database) -> AppContext:
         signer=signer,
         runtime=runtime,
         mailer=Mailer(db, box, runtime, Templates(settings.data_dir / "templates" / "mail")),
-        oidc=OidcVerifier(),
+        outbound=outbound,
+        oidc=OidcVerifier(outbound),
         storage=open_backend(settings),
     )
     ctx.file_cleaner = FileCleaner(ctx)

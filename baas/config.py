@@ -8,6 +8,7 @@ Nothing reads `os.environ` after start-up: the `Settings` object is passed expli
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -146,6 +147,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("apns_host", str, "", "APNs host[:port]; empty: Apple's (production or sandbox)."),
     Setting("fcm_url", str, "", "FCM v1 base URL; empty: https://fcm.googleapis.com/v1/projects."),
     Setting("push_ca_file", Path, Path(""), "Extra CA certificates (PEM) trusted for push."),
+    Setting(
+        "outbound_allow_private",
+        list,
+        [],
+        "Internal networks (CIDR, comma-separated) server-side fetches may reach; empty: none.",
+    ),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -254,6 +261,7 @@ class Settings:
     apns_host: str = ""
     fcm_url: str = ""
     push_ca_file: Path = Path("")
+    outbound_allow_private: tuple[str, ...] = ()
 
     @property
     def embedded(self) -> bool:
@@ -342,7 +350,21 @@ class Settings:
             problem = key_problem(self.secret_key)
             if problem:
                 problems.append(f"BAAS_SECRET_KEY: {problem}")
-        return problems + self._storage_problems() + self._job_problems()
+        return (
+            problems + self._storage_problems() + self._job_problems() + self._outbound_problems()
+        )
+
+    def _outbound_problems(self) -> list[str]:
+        problems = []
+        for value in self.outbound_allow_private:
+            try:
+                ipaddress.ip_network(value, strict=False)
+            except ValueError:
+                problems.append(
+                    f"BAAS_OUTBOUND_ALLOW_PRIVATE: {value!r} is not a network such as "
+                    "10.0.0.0/8, 127.0.0.1/32 or fd00::/8"
+                )
+        return problems
 
     def _job_problems(self) -> list[str]:
         problems = []

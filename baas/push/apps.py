@@ -4,9 +4,11 @@
              "key_id": "KEY1234567", "key": "-----BEGIN PRIVATE KEY-----...", "sandbox": false},
      "android": {"platform": "android", "service_account": {...the JSON Google gives...}}}
 
-The setting is secret (sealed at rest, never shown back). A device names the app it registered
-for (`app_id`): an app's name here, its iOS bundle id, its Android package names or its Firebase
-project id; when only one app of a platform is configured, every device of that platform uses it.
+The setting is secret (sealed at rest, never shown back). An Android app's `token_uri` is fetched
+by the server (its OAuth token): saving checks it like every server-side fetch (`fetched_urls`).
+A device names the app it registered for (`app_id`): an app's name here, its iOS bundle id, its
+Android package names or its Firebase project id; when only one app of a platform is configured,
+every device of that platform uses it.
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
+from baas.net import url_problem
 from baas.runtime_settings import SettingValueError
 
 APP_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
@@ -28,7 +30,7 @@ APPLE_ID = re.compile(r"[A-Z0-9]{10}")
 MAX_APPS = 50
 _IOS_KEYS = {"platform", "bundle_id", "team_id", "key_id", "key", "sandbox"}
 _ANDROID_KEYS = {"platform", "service_account", "packages"}
-_LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL, no secret
 
 
 @dataclass(frozen=True)
@@ -115,15 +117,26 @@ def _android(name: str, entry: Mapping[str, Any]) -> PushApp:
             raise SettingValueError(f"{name}.service_account.{key}: missing")
     if not isinstance(_private_key(account["private_key"]), rsa.RSAPrivateKey):
         raise SettingValueError(f"{name}.service_account.private_key: not an RSA private key")
-    uri = urlsplit(account["token_uri"])
-    if not (uri.scheme == "https" or (uri.scheme == "http" and uri.hostname in _LOOPBACK)):
-        raise SettingValueError(f"{name}.service_account.token_uri: must be https")
+    problem = url_problem(account["token_uri"])
+    if problem:
+        raise SettingValueError(f"{name}.service_account.token_uri: {problem}")
     packages = entry.get("packages", [])
     if not isinstance(packages, list) or not all(
         isinstance(p, str) and BUNDLE_ID.fullmatch(p) for p in packages
     ):
         raise SettingValueError(f"{name}.packages: a list of package names, e.g. com.acme.chat")
     return PushApp(name, "android", service_account=dict(account), packages=tuple(packages))
+
+
+def fetched_urls(apps: Mapping[str, PushApp]) -> list[tuple[str, str]]:
+    """(setting path, URL) of the token endpoints these apps make the server fetch (Google's own
+    left out)."""
+    return [
+        (f"{app.name}.service_account.token_uri", uri)
+        for app in apps.values()
+        if app.platform == "android"
+        and (uri := str(app.service_account["token_uri"])) != GOOGLE_TOKEN_URI
+    ]
 
 
 def _private_key(pem: str) -> object:

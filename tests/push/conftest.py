@@ -15,7 +15,14 @@ import pytest
 
 from baas.app import create_app
 from baas.config import Settings
-from tests.conftest import SERVICE_KEY, RunningApp, as_user, asgi_with_state, test_authenticate
+from tests.conftest import (
+    LOCAL_NETWORKS,
+    SERVICE_KEY,
+    RunningApp,
+    as_user,
+    asgi_with_state,
+    test_authenticate,
+)
 from tests.push.apns_server import FakeApns, make_apns_key
 from tests.push.fake_apps import BUNDLE_ID, KEY_ID, TEAM_ID, apps_setting
 from tests.push.fcm_server import FakeFcm
@@ -51,6 +58,7 @@ def push_settings_for(settings: Settings, apns: FakeApns, fcm: FakeFcm, **more: 
         jobs_backoff_base_s=0.05,
         jobs_backoff_cap_s=0.3,
         push_timeout_s=3.0,
+        outbound_allow_private=LOCAL_NETWORKS,  # the fake FCM (token_uri, sends) is local
         **more,
     )
 

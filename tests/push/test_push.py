@@ -11,11 +11,12 @@ from typing import Any
 
 import httpx
 
+from baas.net import AddressPolicy, OutboundClient
 from baas.push.apps import parse_apps
 from baas.push.fcm import FcmProvider
 from baas.push.notification import Notification
 from baas.push.provider import Device
-from tests.conftest import as_user
+from tests.conftest import LOCAL_NETWORKS, as_user
 from tests.push.apns_server import FakeApns
 from tests.push.conftest import (
     ADMIN,
@@ -340,15 +341,18 @@ async def test_changing_another_setting_keeps_the_provider_clients(
 async def test_a_token_endpoint_that_never_answers_costs_one_send_timeout(
     fake_fcm: FakeFcm,
 ) -> None:
-    """google-auth waits 120 s for the OAuth token endpoint unless told otherwise; a send must
-    give up within BAAS_PUSH_TIMEOUT_S like any other (the queue retries it)."""
+    """A send waiting for the OAuth token gives up within BAAS_PUSH_TIMEOUT_S like any other
+    (the queue retries it), and the sends queued behind it fail at once, not in turn."""
     silent = socket.create_server(("127.0.0.1", 0))  # connects, never answers
     account = {
         **fake_fcm.service_account_info(),
         "token_uri": f"http://127.0.0.1:{silent.getsockname()[1]}/token",
     }
     app = parse_apps({"a": {"platform": "android", "service_account": account}})["a"]
-    provider = FcmProvider(app, url=fake_fcm.endpoint_base, ca_file=None, timeout_s=0.5, threads=4)
+    outbound = OutboundClient(AddressPolicy.allowing(*LOCAL_NETWORKS))
+    provider = FcmProvider(
+        app, url=fake_fcm.endpoint_base, outbound=outbound, timeout_s=0.5, threads=4
+    )
     device = Device("d", "android", android_token(), "a", None)
     try:
         started = time.monotonic()
@@ -361,6 +365,7 @@ async def test_a_token_endpoint_that_never_answers_costs_one_send_timeout(
     finally:
         silent.close()  # resets the connections still waiting
         await provider.close()
+        outbound.close()
     assert not fake_fcm.received
 
 
