@@ -32,7 +32,7 @@ from baas.errors import (
 from baas.records import sql
 from baas.records.access import authorize, bind_auth, collection, query_limits
 from baas.records.listing import ListParams, Page, list_records
-from baas.records.shape import DEFAULT, read_shape, to_record
+from baas.records.shape import DEFAULT, is_plain, read_shape, to_record
 from baas.records.validation import record_id, validate_create, validate_update
 from baas.schema.auth_collection import AUTH_COLLECTION
 from baas.schema.models import Collection
@@ -79,7 +79,7 @@ async def get_record(
     row = await ctx.db.fetchrow(q.sql, *q.bind({"id": rid, **bind_auth(identity)}))
     if row is None:
         raise not_found(c)
-    return to_record(row, shape == DEFAULT)
+    return to_record(row, c, shape, is_plain(c, shape, identity.is_admin))
 
 
 # -- writes --------------------------------------------------------------------------------------
@@ -133,7 +133,7 @@ async def create_record(
     q = sql.insert(ctx.schema, query_limits(ctx), c, tuple(values), identity.is_admin)
     row = await _write(ctx, c, ex or ctx.db, q, _Body(_write_args(identity, values)))
     assert row is not None
-    return to_record(row, False)
+    return to_record(row, c)
 
 
 async def create_with_system_fields(
@@ -178,7 +178,7 @@ async def update_record(
     row = await _write(ctx, c, ex or ctx.db, q, _Body(_write_args(identity, values, id=rid)))
     if row is None:
         raise not_found(c)
-    return to_record(row, False)
+    return to_record(row, c)
 
 
 async def upsert_record(
@@ -203,7 +203,7 @@ async def upsert_record(
     for attempt in range(UPSERT_ATTEMPTS):
         row = await _write(ctx, c, ex or ctx.db, q, args)
         if row is not None:
-            return to_record(row, False), bool(row[sql.INSERTED])
+            return to_record(row, c), bool(row[sql.INSERTED])
         # Nothing written: the rule refused the existing record, or a racing PUT inserted it
         # after this statement's snapshot. Once more with a fresh snapshot tells them apart.
         if attempt > 0 and await _exists(ctx, c, ex or ctx.db, rid):

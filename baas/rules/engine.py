@@ -134,10 +134,10 @@ def related_condition(
 def _client_context(
     schema: Schema, binder: Binder, limits: QueryLimits, auth_id: exp.Expression, admin: bool
 ) -> Context:
-    """Names as a client may use them: no hidden fields, no body.*, related rows only through
-    their collection's list rule."""
+    """Names as a client may use them: no hidden fields, no private fields (but for admins), no
+    body.*, related rows only through their collection's list rule."""
     related = related_condition(schema, "list", binder, limits, auth_id=auth_id, admin=admin)
-    return Context(schema, binder, limits, auth_id, related=related)
+    return Context(schema, binder, limits, auth_id, related=related, private=admin)
 
 
 def filter_condition(

@@ -107,8 +107,19 @@ async def test_upload_on_create_and_download_round_trip(docs: httpx.AsyncClient)
     assert got.headers["content-disposition"].startswith("inline")
     assert got.headers["etag"]
     assert got.headers["x-content-type-options"] == "nosniff"
-    download = await docs.get(url(record, name), params={"download": "1"})
+    download = await docs.get(url(record, name), params={"download": "true"})
     assert download.headers["content-disposition"].startswith("attachment")
+    inline = await docs.get(url(record, name), params={"download": "false"})
+    assert inline.headers["content-disposition"].startswith("inline")
+    for loose in ("1", "True", "yes", ""):  # booleans are exactly true or false
+        refused = await docs.get(url(record, name), params={"download": loose})
+        assert refused.status_code == 400, (loose, refused.text)
+        error = refused.json()["error"]
+        assert (error["code"], error["parameter"], error["value"]) == (
+            "invalid_boolean",
+            "download",
+            loose,
+        )
 
 
 async def test_json_fields_ride_along_as_a_json_part(docs: httpx.AsyncClient) -> None:
@@ -372,7 +383,7 @@ async def test_a_field_may_serve_active_content_inline_still_sandboxed(
     assert got.content == svg
     assert got.headers["content-disposition"].startswith("inline")
     assert "sandbox" in got.headers["content-security-policy"]
-    asked = await docs.get(url(record, record["page"]), params={"download": "1"})
+    asked = await docs.get(url(record, record["page"]), params={"download": "true"})
     assert asked.headers["content-disposition"].startswith("attachment")
 
 
