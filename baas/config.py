@@ -186,6 +186,32 @@ def key_problem(key: str) -> str | None:
     return None
 
 
+SERVICE_KEY_PREFIX = "baas_sk_"  # a bearer with it is checked as a service key, never as a JWT
+MIN_SERVICE_KEY_SECRET = 32  # characters after the prefix (generated keys have 43)
+
+
+def service_key_problem(key: str) -> str | None:
+    """Why `key` cannot be a service key (it could never authenticate, or is guessable), or
+    None."""
+    how = f"e.g. {SERVICE_KEY_PREFIX}$(openssl rand -hex 32)"
+    if not key.startswith(SERVICE_KEY_PREFIX):
+        return (
+            f"must start with {SERVICE_KEY_PREFIX} (a bearer without it is taken for an access "
+            f"token and refused): {how}"
+        )
+    secret = key.removeprefix(SERVICE_KEY_PREFIX)
+    if len(secret) < MIN_SERVICE_KEY_SECRET:
+        return (
+            f"must have at least {MIN_SERVICE_KEY_SECRET} characters after {SERVICE_KEY_PREFIX} "
+            f"(it has {len(secret)}): {how}"
+        )
+    if not all("!" <= c <= "~" for c in secret):
+        return f"must hold only visible ASCII characters (it is sent in a header): {how}"
+    if len(set(secret)) < 10 or secret.lower().startswith(_PLACEHOLDERS):
+        return f"looks like a placeholder: {how}"
+    return None
+
+
 class SettingsError(ValueError):
     """Raised with every problem found while building Settings."""
 
@@ -344,8 +370,10 @@ class Settings:
             problems.append("BAAS_DATABASE_URL: must start with postgresql://")
         if self.public_url and urlsplit(self.public_url).scheme not in ("http", "https"):
             problems.append("BAAS_PUBLIC_URL: must be an http(s) URL")
-        if self.service_key and len(self.service_key) < 32:
-            problems.append("BAAS_SERVICE_KEY: must be at least 32 characters")
+        if self.service_key:
+            problem = service_key_problem(self.service_key)
+            if problem:
+                problems.append(f"BAAS_SERVICE_KEY: {problem}")
         if self.secret_key:
             problem = key_problem(self.secret_key)
             if problem:

@@ -11,7 +11,7 @@ import typer
 from baas.auth import mail, superusers, tokens, users
 from baas.auth.identity import Identity
 from baas.context import AppContext
-from baas.errors import NotFound
+from baas.errors import ApiError, NotFound
 from baas.runtime_settings import update as update_settings
 from cli.runtime import fail, load_settings, operator, run_with_context
 
@@ -34,11 +34,19 @@ def _run(action: Any) -> Any:
     return run_with_context(load_settings(), action)
 
 
+def _address(email: str) -> str:
+    """The address as it is stored (checked before any prompt); exits with the problem."""
+    try:
+        return users.normal_email(email)
+    except ApiError as exc:
+        fail(exc)
+
+
 async def _user_id(ctx: AppContext, who: str) -> str:
     """A user's id, from their id or email."""
     if "@" not in who:
         return who
-    row = await users.by_email(ctx.db, who.strip().lower())
+    row = await users.by_email(ctx.db, _address(who))
     if row is None:
         fail(NotFound(f"no user with email {who}"))
     return str(row["id"])
@@ -52,6 +60,7 @@ def superuser_create(
     email: str = typer.Argument(..., help="The administrator's email (their console sign-in)."),
 ) -> None:
     """Create a console administrator; prompts for the password."""
+    email = _address(email)
     password = _password()
 
     async def create(ctx: AppContext) -> dict[str, Any]:
@@ -113,7 +122,7 @@ def users_create(
     verified: bool = typer.Option(False, "--verified", help="Mark the address as confirmed."),
 ) -> None:
     """Create a user."""
-    body: dict[str, Any] = {"email": email, "verified": verified}
+    body: dict[str, Any] = {"email": _address(email), "verified": verified}
     if password:
         body["password"] = _password()
     row = _run(lambda ctx: users.admin_create(ctx, CLI, body))

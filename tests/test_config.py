@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,21 @@ def test_secrets_stay_out_of_repr() -> None:
     s = Settings(database_url="postgresql://u:hunter2@db/x", service_key="k" * 40)
     assert "hunter2" not in repr(s)
     assert "k" * 40 not in repr(s)
+
+
+def test_a_service_key_must_be_one_the_bearer_check_can_match() -> None:
+    def problems(key: str) -> str:
+        with pytest.raises(SettingsError) as raised:
+            Settings.load(environ={"BAAS_SERVICE_KEY": key}, dotenv_path=None)
+        assert key not in str(raised.value)  # a secret is never echoed
+        return str(raised.value)
+
+    assert "BAAS_SERVICE_KEY: must start with baas_sk_" in problems("x" * 50)
+    assert "at least 32 characters after baas_sk_" in problems("baas_sk_" + "0123456789" * 3)
+    assert "visible ASCII" in problems("baas_sk_0123456789abcdefghij klmnopqrstuvwxyz")
+    assert "placeholder" in problems("baas_sk_changeme-0123456789abcdefghijklmnop")
+    good = "baas_sk_" + secrets.token_urlsafe(32)
+    assert Settings.load(environ={"BAAS_SERVICE_KEY": good}, dotenv_path=None).service_key == good
 
 
 def test_the_table_and_the_dataclass_agree() -> None:

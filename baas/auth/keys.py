@@ -13,10 +13,11 @@ import secrets
 from typing import Any
 
 from baas.auth.identity import Identity
+from baas.config import SERVICE_KEY_PREFIX
 from baas.db.pool import Database
 from baas.errors import InvalidParameter, NotFound
 
-PREFIX = "baas_sk_"
+PREFIX = SERVICE_KEY_PREFIX
 MAX_NAME_LENGTH = 100
 MAX_REMEMBERED = 1000  # valid keys remembered per process (there are only a few in use)
 CHANNEL = "baas_keys"

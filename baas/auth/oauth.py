@@ -14,6 +14,8 @@ An address the provider has not verified never links or creates an account.
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
 from typing import Any
 
 from baas.auth import mfa, ratelimit, sessions
@@ -27,6 +29,9 @@ from baas.db.pool import Executor
 from baas.errors import ApiError, Conflict, Forbidden, InvalidParameter
 from baas.records import service as records
 from baas.schema.auth_collection import AUTH_COLLECTION
+from baas.schema.emails import InvalidEmail, email_address
+
+log = logging.getLogger("baas.auth")
 
 MAX_NAME = 200
 
@@ -44,7 +49,9 @@ async def sign_in_with_id_token(
     if nonce is not None and (not isinstance(nonce, str) or not 0 < len(nonce) <= 512):
         raise InvalidParameter("nonce must be a string of at most 512 characters")
     await ratelimit.hit(ctx.db, [ip_limit(ctx, "rate.sign_in_ip", client)], "sign-in")
-    claims = await ctx.oidc.verify(ctx.runtime["auth.oidc"], provider, body["id_token"], nonce)
+    claims = _stored_email(
+        await ctx.oidc.verify(ctx.runtime["auth.oidc"], provider, body["id_token"], nonce)
+    )
     current = identity.id if identity.kind == "user" else None
     for retry in (False, True):
         try:
@@ -61,6 +68,18 @@ async def sign_in_with_id_token(
         await ctx.revoked.reload(ctx.db, user_id)
     ctx.mailer.wake()
     return await complete_sign_in(ctx, user_id, "user", ["oidc"], client)
+
+
+def _stored_email(claims: IdClaims) -> IdClaims:
+    """The provider's address in the form accounts store it (the one check every address
+    passes); a claim that is no address is dropped: it neither links nor names an account."""
+    if claims.email is None:
+        return claims
+    try:
+        return replace(claims, email=email_address(claims.email).lower())
+    except InvalidEmail:
+        log.info("provider %s sent an email claim that is not an address: ignored", claims.provider)
+        return replace(claims, email=None, email_verified=False)
 
 
 async def _resolve(

@@ -26,11 +26,10 @@ from baas.errors import (
 from baas.records import service as records
 from baas.records.sql import output_columns
 from baas.records.validation import record_id
-from baas.schema.auth_collection import AUTH_COLLECTION, MAX_EMAIL_LENGTH
-from baas.schema.fields import FieldValueError, parse_value
-from baas.schema.models import TABLE_SCHEMA, Collection, Field
+from baas.schema.auth_collection import AUTH_COLLECTION
+from baas.schema.emails import EXAMPLE, InvalidEmail, email_address
+from baas.schema.models import TABLE_SCHEMA, Collection
 
-EMAIL = Field(name="email", type="email", max=MAX_EMAIL_LENGTH)
 MAX_SEARCH = 200
 
 
@@ -49,14 +48,21 @@ def _columns(c: Collection, alias: str = "u") -> str:
 
 
 def normal_email(value: Any, field: str = "email") -> str:
-    """A valid address, trimmed and lower-cased (one account per address, whatever its case)."""
+    """The one stored form of an address a client sent: trimmed, checked by `email_address`
+    (400 validation_failed, field code invalid_email), lower-cased (one account per address,
+    whatever its case)."""
+    if value is None:
+        raise ValidationFailed(
+            {field: field_error("required", f"an email address is required, such as {EXAMPLE}")}
+        )
     if not isinstance(value, str):
-        raise ValidationFailed({field: field_error("required", "an email address is required")})
+        raise ValidationFailed(
+            {field: field_error("invalid_type", f"must be a string such as {EXAMPLE}")}
+        )
     try:
-        parsed = parse_value(EMAIL, value.strip())
-    except FieldValueError as exc:
-        raise ValidationFailed({field: field_error(exc.code, exc.message)}) from None
-    return str(parsed).lower()
+        return email_address(value.strip()).lower()
+    except InvalidEmail as exc:
+        raise ValidationFailed({field: field_error("invalid_email", str(exc))}) from None
 
 
 def check_password(

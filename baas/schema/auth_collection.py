@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from baas.schema.emails import MAX_ADDRESS
 from baas.schema.models import Collection, Default, Field, Rules
 
 AUTH_COLLECTION = "users"
-MAX_EMAIL_LENGTH = 254
+MAX_EMAIL_LENGTH = MAX_ADDRESS
 SECRET_FIELDS = frozenset({"password_hash"})  # never readable, not even by rules
 
 SYSTEM_FIELDS: tuple[Field, ...] = (

@@ -4,13 +4,17 @@ the mail outbox, runtime settings and signing keys."""
 from __future__ import annotations
 
 import re
+import subprocess
+from pathlib import Path
 
 import httpx
+import pytest
 
 from baas.app import create_app
-from tests.cli.conftest import Baas
+from tests.cli.conftest import BAAS, Baas, _env
 from tests.cli.test_cli import _ok, _query
-from tests.conftest import asgi_with_state, settings_for
+from tests.conftest import SERVICE_KEY, asgi_with_state, settings_for
+from tests.e2e.servers import free_port
 
 PASSWORD = "a long enough passphrase 42"
 
@@ -63,6 +67,22 @@ def test_users_lifecycle(baas: Baas, database_url: str) -> None:
     assert missing.code == 1 and "no user with email" in missing.err
 
 
+def test_a_bad_address_is_refused_before_the_password_prompt(baas: Baas, database_url: str) -> None:
+    for command in (("superuser", "create"), ("users", "create")):
+        for email in ("", "ann@localhost", "ann lee@example.com"):
+            refused = baas(*command, email)  # no stdin: a prompt would abort instead
+            assert refused.code == 1, refused.text
+            assert "email: not an email address" in refused.err, refused.text
+            assert "Password" not in refused.text
+            assert "Traceback" not in refused.err
+    assert _query(database_url, "SELECT count(*) FROM baas.superusers")[0][0] == 0
+    assert _query(database_url, "SELECT count(*) FROM users")[0][0] == 0
+    created = _ok(baas("users", "create", " Ann@BÜCHER.de ", "--no-password"))
+    assert "User ann@xn--bcher-kva.de created" in created.out
+    _ok(baas("users", "disable", "ann@bücher.de"))  # found by any spelling of the address
+    assert _query(database_url, "SELECT disabled FROM users")[0][0] is True
+
+
 async def test_mail_outbox_shows_what_the_server_queued(
     baas: Baas, database_url: str, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
@@ -103,3 +123,30 @@ def test_signing_keys_rotate(baas: Baas) -> None:
     assert "New signing key" in rotated
     after = _ok(baas("signing-keys", "list")).out.strip().splitlines()
     assert len(after) == 2
+
+
+BAD_SERVICE_KEYS = [
+    ("k3y-without-the-prefix-0123456789abcdefghij", "must start with baas_sk_"),
+    ("baas_sk_0123456789abcdef", "at least 32 characters after baas_sk_"),
+    ("baas_sk_" + "a" * 40, "placeholder"),
+]
+
+
+@pytest.mark.parametrize(("key", "problem"), BAD_SERVICE_KEYS)
+def test_serve_refuses_a_service_key_that_could_never_authenticate(
+    database_url: str, tmp_path: Path, key: str, problem: str
+) -> None:
+    env = {**_env(database_url, tmp_path), "BAAS_SERVICE_KEY": key, "BAAS_PORT": str(free_port())}
+    done = subprocess.run(
+        [BAAS, "serve"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "BAAS_SERVICE_KEY" in done.stderr and problem in done.stderr, done.stderr
+    assert key not in done.stdout + done.stderr  # a secret is never echoed
+    assert not (tmp_path / "data").exists()  # refused before anything started
+
+
+def test_serve_flag_for_the_service_key_is_checked_the_same_way(baas: Baas) -> None:
+    refused = baas("serve", "--service-key", SERVICE_KEY.removeprefix("baas_sk_") + "-more")
+    assert refused.code == 2
+    assert "BAAS_SERVICE_KEY: must start with baas_sk_" in refused.err
