@@ -50,6 +50,12 @@ SETTINGS: tuple[Setting, ...] = (
         "PostgreSQL URL; empty starts an embedded PostgreSQL in <data_dir>/pg.",
         secret=True,
     ),
+    Setting(
+        "embedded_restarts",
+        int,
+        5,
+        "Attempts in a row to restart a dead embedded PostgreSQL before giving up (0: none).",
+    ),
     Setting("schema_file", Path, Path("baas.yaml"), "Schema file used by `baas schema`."),
     Setting("public_url", str, "", "URL clients reach the server at; default http://host:port."),
     Setting("cors_origins", list, [], "Comma-separated origins allowed by CORS ('*' = any)."),
@@ -180,6 +186,7 @@ class Settings:
     workers: int = 1
     data_dir: Path = Path("baas_data")
     database_url: str = field(default="", repr=False)
+    embedded_restarts: int = 5
     schema_file: Path = Path("baas.yaml")
     public_url: str = ""
     cors_origins: tuple[str, ...] = ()
@@ -309,6 +316,8 @@ class Settings:
         ):
             if getattr(self, name) < 1:
                 problems.append(f"{_BY_NAME[name].env}: must be at least 1")
+        if self.embedded_restarts < 0:
+            problems.append("BAAS_EMBEDDED_RESTARTS: must be 0 or more")
         if self.db_pool_min > self.db_pool_max:
             problems.append("BAAS_DB_POOL_MIN: must not exceed BAAS_DB_POOL_MAX")
         if self.default_per_page > self.max_per_page:

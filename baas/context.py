@@ -22,6 +22,7 @@ from baas.auth.sessions import RevokedSessions
 from baas.auth.tokens import Signer
 from baas.config import Settings
 from baas.db.pool import Database
+from baas.errors import ApiError
 from baas.query import QueryLimits
 from baas.runtime_settings import RuntimeSettings
 from baas.schema.cache import SchemaCache
@@ -62,8 +63,11 @@ class AppContext:
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._background.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("%s failed", task.get_name(), exc_info=task.exception())
+        exc = None if task.cancelled() else task.exception()
+        if isinstance(exc, ApiError) and exc.status == 503:  # the database is down: one line
+            log.warning("%s failed: %s", task.get_name(), exc.message)
+        elif exc is not None:
+            log.error("%s failed", task.get_name(), exc_info=exc)
 
     async def drain(self, timeout_s: float = 10.0) -> None:
         """Wait for the background work started so far."""

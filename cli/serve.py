@@ -1,5 +1,8 @@
 """`baas serve`: start PostgreSQL if embedded, then uvicorn; stop both cleanly on Ctrl-C.
 
+The embedded PostgreSQL is supervised from this process (the parent of uvicorn's workers, or the
+one worker): it is started again whenever it dies, once for all workers (`db.supervisor`).
+
 Its options are generated from the settings table, so `--help` lists every setting.
 """
 
@@ -39,7 +42,7 @@ def run(settings: Settings) -> None:
     # uvicorn re-raises SIGTERM once it has shut down; as SystemExit it unwinds through the
     # embedded PostgreSQL's stop instead of killing the process on the spot.
     signal.signal(signal.SIGTERM, _exit_on_term)
-    with embedded_if_needed(settings) as resolved:
+    with embedded_if_needed(settings, supervise=True) as resolved:
         problem = asyncio.run(check_secret_key(resolved))
         if problem:  # before uvicorn, which would bury it in a traceback
             typer.secho(f"error: {problem}", fg="red", err=True)

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from baas.context import AppContext
+from baas.loops import Outage
 from baas.realtime import changelog, fanout
 from baas.realtime.changelog import Change
 from baas.realtime.connection import Connection, Subscription
@@ -46,6 +47,8 @@ class Hub:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._schema_version = ctx.schema.version
+        self._pump_outage = Outage("realtime change pump", log)
+        self._trim_outage = Outage("realtime change log trim", log)
         self.on_tick: list[Any] = []  # callbacks(now) run every tick (token expiry, presence)
 
     async def start(self) -> None:
@@ -150,10 +153,11 @@ class Hub:
             self._wake.clear()
             try:
                 await self._drain()
-            except Exception:
-                log.exception("reading the change log failed; retrying")
-                await asyncio.sleep(RETRY_S)
+            except Exception as exc:  # backs off (a wake cuts it short), logs an outage once
+                await self._pump_outage.pause(exc, self._wake)
                 self._wake.set()
+                continue
+            self._pump_outage.recovered()
 
     async def _drain(self) -> None:
         db = self.ctx.db
@@ -272,8 +276,10 @@ class Hub:
             await asyncio.sleep(TRIM_EVERY_S)
             try:
                 await changelog.trim(self.ctx.db, self.ctx.settings.realtime_retention_s)
-            except Exception:
-                log.exception("trimming the change log failed")
+            except Exception as exc:
+                self._trim_outage.failed(exc)  # logs an outage once; the next trim is the retry
+                continue
+            self._trim_outage.recovered()
 
 
 def _by_collection(batch: list[Change]) -> dict[str, list[Change]]:

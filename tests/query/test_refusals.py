@@ -185,6 +185,7 @@ REFUSALS = [
     Refusal("BETWEEN uuid AND now()", "id BETWEEN '2026-01-01' AND now()", "", (1, 29)),
     Refusal("BETWEEN text AND a uuid", "title BETWEEN 'a' AND author", "cannot compare", (1, 23)),
     # syntax
+    Refusal("a call sqlglot cannot build", "VAR_MAP(title) = 'x'", "not a valid expression", WHOLE),
     Refusal("dangling AND", "views = 1 AND", "incomplete at 'AND'", (1, 11)),
     Refusal("unterminated string", "title = 'abc", "cannot be read", (1, 9)),
 ]
