@@ -1,5 +1,5 @@
-"""Which provider sends to a device: one APNs or FCM client per configured app, built from the
-"push.apps" runtime setting and rebuilt when an admin changes it."""
+"""Which provider sends to a device: one APNs, FCM or outbox client per configured app, built from
+the "push.apps" runtime setting and rebuilt when an admin changes it."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from baas.config import Settings
 from baas.push.apns import ApnsProvider
 from baas.push.apps import PushApp, find_app
 from baas.push.fcm import FcmProvider
+from baas.push.outbox import OutboxProvider
 from baas.push.provider import Provider
 from baas.runtime_settings import RuntimeSettings
 
@@ -45,7 +46,9 @@ class Senders:
     def _build(self, app: PushApp) -> Provider:
         s = self.settings
         ca = s.push_ca_file if str(s.push_ca_file) not in ("", ".") else None
-        if app.platform == "ios":
+        if app.kind == "outbox":
+            return OutboxProvider(app)
+        if app.kind == "apns":
             return ApnsProvider(
                 app,
                 host=s.apns_host,
