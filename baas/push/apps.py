@@ -3,12 +3,11 @@
     {"ios": {"platform": "ios", "bundle_id": "com.acme.chat", "team_id": "ABCDE12345",
              "key_id": "KEY1234567", "key": "-----BEGIN PRIVATE KEY-----...", "sandbox": false},
      "android": {"platform": "android", "service_account": {...the JSON Google gives...}}}
-    {"dev": {"provider": "outbox"}}     # development: kept in baas.push_outbox, never sent
+    {"dev": {"provider": "outbox"}}     # development: kept in the outbox, never sent (outbox.py)
 
 The setting is secret (sealed at rest, never shown back). A device names the app it registered
 for (`app_id`): an app's name here, its iOS bundle id, its Android package names or its Firebase
 project id; when only one app of a platform is configured, every device of that platform uses it.
-An outbox app serves the platform it names, or both when it names none.
 """
 
 from __future__ import annotations
@@ -28,14 +27,14 @@ APP_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 BUNDLE_ID = re.compile(r"[A-Za-z0-9.-]{1,155}")
 APPLE_ID = re.compile(r"[A-Z0-9]{10}")
 MAX_APPS = 50
-_IOS_KEYS = {"platform", "bundle_id", "team_id", "key_id", "key", "sandbox"}
-_ANDROID_KEYS = {"platform", "service_account", "packages"}
-_LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 PROVIDERS = {"ios": "apns", "android": "fcm"}  # each platform's own provider
-_OUTBOX_KEYS = {"provider", "platform", "bundle_id", "packages"}
 DEV_APPS = {"dev": {"provider": "outbox"}}  # the setting for development (`baas init` sets it)
 # Per platform: its provider's name, the platform's name, and what its app ids are.
 VENDOR = {"ios": ("APNs", "iOS", "bundle id"), "android": ("FCM", "Android", "package")}
+_OUTBOX_KEYS = {"provider", "platform", "bundle_id", "packages"}
+_IOS_KEYS = {"platform", "bundle_id", "team_id", "key_id", "key", "sandbox"}
+_ANDROID_KEYS = {"platform", "service_account", "packages"}
+_LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 @dataclass(frozen=True)

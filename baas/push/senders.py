@@ -1,5 +1,5 @@
-"""Which provider sends to a device: one APNs, FCM or outbox client per configured app, built from
-the "push.apps" runtime setting and rebuilt when an admin changes it."""
+"""Which provider sends to a device: one APNs or FCM client per configured app, built from the
+"push.apps" runtime setting and rebuilt when an admin changes it."""
 
 from __future__ import annotations
 
@@ -44,11 +44,11 @@ class Senders:
         return provider
 
     def _build(self, app: PushApp) -> Provider:
+        if app.kind == "outbox":  # the development provider (outbox.py)
+            return OutboxProvider(app)
         s = self.settings
         ca = s.push_ca_file if str(s.push_ca_file) not in ("", ".") else None
-        if app.kind == "outbox":
-            return OutboxProvider(app)
-        if app.kind == "apns":
+        if app.platform == "ios":
             return ApnsProvider(
                 app,
                 host=s.apns_host,
