@@ -16,6 +16,7 @@ from baas.net import OutboundClient
 from baas.push.apns import ApnsProvider
 from baas.push.apps import PushApp, find_app
 from baas.push.fcm import FcmProvider
+from baas.push.outbox import OutboxProvider
 from baas.push.provider import Provider
 from baas.runtime_settings import RuntimeSettings
 
@@ -50,6 +51,8 @@ class Senders:
         return provider
 
     def _build(self, app: PushApp) -> Provider:
+        if app.kind == "outbox":  # the development provider (outbox.py)
+            return OutboxProvider(app)
         s = self.settings
         if app.platform == "ios":
             return ApnsProvider(

@@ -83,6 +83,29 @@ async def push_app(
         yield running
 
 
+@pytest.fixture
+async def bare_app(settings: Settings) -> AsyncIterator[RunningApp]:
+    """The server with its job worker and no `push.apps` yet (no fakes needed)."""
+    fast = settings.replace(
+        jobs_poll_s=0.05, jobs_backoff_base_s=0.05, jobs_backoff_cap_s=0.3, push_timeout_s=3.0
+    )
+    application = create_app(fast, authenticate=test_authenticate)
+    async with application.router.lifespan_context(application) as state:
+        yield RunningApp(asgi_with_state(application, state), state["ctx"])
+
+
+@pytest.fixture
+async def bare(bare_app: RunningApp) -> AsyncIterator[httpx.AsyncClient]:
+    async with client_for(bare_app) as c:
+        yield c
+
+
+async def set_apps(api: httpx.AsyncClient, apps: dict[str, Any] | None) -> None:
+    """Set `push.apps` (None: unset); the instance that answers reloads it before answering."""
+    response = await api.patch("/api/admin/settings", json={"push.apps": apps}, headers=ADMIN)
+    assert response.status_code == 200, response.text
+
+
 async def wait_setting(app: RunningApp) -> None:
     async with asyncio.timeout(5):
         while not app.ctx.runtime.is_set("push.apps"):  # noqa: ASYNC110 - reloaded on a NOTIFY

@@ -70,20 +70,55 @@ async def test_anonymous_installs_manage_their_devices_with_their_install_id(
     assert nobody.status_code == 400 and "install_id" in nobody.json()["error"]["fields"]
 
 
-async def test_bad_registrations_name_every_problem(api: httpx.AsyncClient) -> None:
+async def test_bad_registrations_say_what_is_wrong_with_each_value(api: httpx.AsyncClient) -> None:
     response = await api.post(
         "/api/push/devices",
         json={"platform": "ios", "token": "not-hex", "app_id": "", "locale": "?", "color": 1},
         headers=as_user(new_user()),
     )
     assert response.status_code == 400
-    assert set(response.json()["error"]["fields"]) == {"token", "app_id", "locale", "color"}
+    fields = response.json()["error"]["fields"]
+    assert fields == {
+        "token": {
+            "code": "invalid_value",
+            "message": "not an APNs device token (7 characters): expected 64 or more hex digits",
+        },
+        "app_id": {
+            "code": "invalid_value",
+            "message": "'' is not an app id: send the bundle id (iOS) or package name (Android)",
+        },
+        "locale": {
+            "code": "invalid_value",
+            "message": "'?' is not a locale: send a language (fr) or language and region (pt_BR)",
+        },
+        "color": {
+            "code": "unknown_field",
+            "message": "a device has no 'color': send platform, token, app_id, locale, name,"
+            " install_id, user_id",
+        },
+    }
     wrong = await api.post(
         "/api/push/devices",
         json={"platform": "windows", "token": "x", "app_id": "a"},
         headers=as_user(new_user()),
     )
-    assert set(wrong.json()["error"]["fields"]) == {"platform", "token"}
+    assert wrong.json()["error"]["fields"] == {  # the token can't be judged without a platform
+        "platform": {
+            "code": "invalid_choice",
+            "message": "'windows' is not a platform: send ios or android",
+        }
+    }
+    bare = await api.post("/api/push/devices", json={}, headers=as_user(new_user()))
+    assert bare.json()["error"]["fields"]["platform"]["code"] == "required"
+    no_token = await api.post(
+        "/api/push/devices", json={"platform": "android"}, headers=as_user(new_user())
+    )
+    assert no_token.json()["error"]["fields"] == {
+        "token": {
+            "code": "required",
+            "message": "the FCM registration token is missing: send the one FCM gave the app",
+        }
+    }
 
 
 async def test_fan_out_reaches_every_device_of_several_users_on_both_platforms(
