@@ -38,6 +38,7 @@ from baas.auth.oidc import OidcVerifier
 from baas.background import Background
 from baas.config import Settings
 from baas.context import AppContext
+from baas.db import bells
 from baas.db.durability import check_durability
 from baas.db.embedded import embedded_url
 from baas.db.listener import Listener
@@ -313,6 +314,12 @@ def _listener(ctx: AppContext, live: Realtime) -> Listener:
     listener.subscribe(cleanup.CHANNEL, wake_cleaner)
     listener.subscribe(jobs_queue.CHANNEL, wake_worker)
     listener.on_connect(reload_all)
+    # Writes of this process wake its readers once committed; other instances hear of changes
+    # by a NOTIFY sent after commit (`baas.db.bells`), and of jobs and cleanups by their polls.
+    ctx.db.bells.on(bells.CHANGES, live.hub.wake)
+    ctx.db.bells.share(bells.CHANGES)
+    ctx.db.bells.on(bells.JOBS, ctx.background.wake)
+    ctx.db.bells.on(bells.FILE_CLEANUP, ctx.file_cleaner.wake)
     return listener
 
 

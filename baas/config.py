@@ -106,6 +106,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("realtime_retention_s", int, 3600, "Seconds changes are kept for replay (`since`)."),
     Setting("realtime_max_replay", int, 10_000, "Most changes replayed for one `since`."),
     Setting(
+        "realtime_poll_ms",
+        int,
+        500,
+        "Milliseconds between looks at the change log for writes that woke nobody (psql).",
+    ),
+    Setting(
         "realtime_presence_timeout_s", int, 30, "Seconds before a dead instance leaves presence."
     ),
     Setting("storage_backend", str, "local", "File storage: local (a directory) or s3."),
@@ -264,6 +270,7 @@ class Settings:
     realtime_ping_interval_s: float = 25.0
     realtime_retention_s: int = 3600
     realtime_max_replay: int = 10_000
+    realtime_poll_ms: int = 500
     realtime_presence_timeout_s: int = 30
     storage_backend: str = "local"
     storage_dir: Path = Path("")

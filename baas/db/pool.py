@@ -25,6 +25,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from baas.db.bells import Bells
 from baas.db.errors import DatabaseUnavailable, connection_failed, translate
 
 log = logging.getLogger("baas.db")
@@ -219,6 +220,10 @@ class Database:
     def __init__(self, pool: ConnectionPool, options: PoolOptions) -> None:
         self.pool = pool
         self.options = options
+        self.bells = Bells(self._notify)
+
+    async def _notify(self, sql: str, *args: Any) -> None:
+        await self.execute(sql, *args)
 
     @classmethod
     async def open(cls, url: str, options: PoolOptions | None = None) -> Database:
@@ -228,7 +233,12 @@ class Database:
         return cls(pool, options)
 
     async def close(self) -> None:
+        await self.bells.close()
         await self.pool.close()
+
+    def ring(self, bell: str) -> None:
+        """What the statement just run (autocommitted) changed: wake its readers."""
+        self.bells.ring(bell)
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:
@@ -243,9 +253,14 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
-        """A transaction: committed on success, rolled back on any error."""
-        async with self.connection() as conn, conn.transaction():
-            yield Tx(conn)
+        """A transaction: committed on success, rolled back on any error; the bells it
+        rang ring once it has committed."""
+        async with self.connection() as conn:
+            tx = Tx(conn)
+            async with conn.transaction():
+                yield tx
+        for bell in tx.rings:
+            self.bells.ring(bell)
 
     # The single-statement methods are the hot path: no context-manager layers, one acquire,
     # one release, errors translated once.
@@ -304,10 +319,15 @@ def _unsafe(exc: BaseException) -> bool:
 class Tx:
     """A connection inside a transaction, with the same methods (and translation) as Database."""
 
-    __slots__ = ("conn",)
+    __slots__ = ("conn", "rings")
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        self.rings: set[str] = set()
+
+    def ring(self, bell: str) -> None:
+        """Wake the readers of `bell` once this transaction commits (never if it does not)."""
+        self.rings.add(bell)
 
     async def fetch(self, sql: str, *args: Any) -> list[Record]:
         with translating():

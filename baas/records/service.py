@@ -11,6 +11,7 @@ from typing import Any
 
 from baas.auth.identity import Identity
 from baas.context import AppContext
+from baas.db import bells
 from baas.db.errors import (
     CheckViolation,
     DatabaseError,
@@ -223,21 +224,37 @@ async def delete_record(
     authorize(c, "delete", identity)
     rid = existing_id(c, raw_id)
     q = sql.delete(ctx.schema, query_limits(ctx), c, identity.is_admin)
+    ex = ex or ctx.db
     try:
-        deleted = await (ex or ctx.db).fetchval(q.sql, *q.bind({"id": rid, **bind_auth(identity)}))
+        deleted = await ex.fetchval(q.sql, *q.bind({"id": rid, **bind_auth(identity)}))
     except DatabaseError as exc:
         raise _explain(ctx, c, exc, deleting=True) from None
     if deleted is None:
         raise not_found(c)
+    _ring(c, ex)
+
+
+def _ring(c: Collection, ex: Executor) -> None:
+    """Wake, once the write commits, the readers of what it changed: the change log; the job
+    queue when the collection has push triggers (the log's trigger queued a job); the file
+    cleaner when it holds files (a dropped file went on the cleanup list)."""
+    ex.ring(bells.CHANGES)
+    if c.push:
+        ex.ring(bells.JOBS)
+    if any(f.type == "file" for f in c.fields):
+        ex.ring(bells.FILE_CLEANUP)
 
 
 async def _write(
     ctx: AppContext, c: Collection, ex: Executor, q: Compiled, args: dict[str, Any]
 ) -> Any:
     try:
-        return await ex.fetchrow(q.sql, *q.bind(args))
+        row = await ex.fetchrow(q.sql, *q.bind(args))
     except DatabaseError as exc:
         raise _explain(ctx, c, exc) from None
+    if row is not None:
+        _ring(c, ex)
+    return row
 
 
 def _explain(

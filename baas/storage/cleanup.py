@@ -12,13 +12,14 @@ from __future__ import annotations
 import logging
 
 from baas.context import AppContext
+from baas.db import bells
 from baas.errors import ApiError
 from baas.loops import Loop
 from baas.storage.download import thumbs_prefix
 
 log = logging.getLogger("baas.storage")
 
-CHANNEL = "baas_file_cleanup"
+CHANNEL = bells.FILE_CLEANUP
 BATCH = 100
 INTERVAL_S = 60.0  # looks for due keys at least this often (uploads that never committed)
 MAX_BACKOFF_S = 3600
