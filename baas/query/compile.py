@@ -638,7 +638,10 @@ def _convert(value: _Value, kind: Kind | str) -> Any:
             if not -_BIGINT <= literal < _BIGINT:
                 raise FilterError("the number is out of range", where)
             return literal
-        return float(literal)
+        try:
+            return float(literal)
+        except OverflowError:  # an integer literal past what a double holds (about 1.8e308)
+            raise FilterError("the number is out of range", where) from None
     if not isinstance(literal, str):
         raise FilterError(f"expects a {kind} value in quotes", where)
     if kind == "text":
