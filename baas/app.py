@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import os
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -35,18 +38,24 @@ from baas.auth.oidc import OidcVerifier
 from baas.background import Background
 from baas.config import Settings
 from baas.context import AppContext
+from baas.db import bells
 from baas.db.durability import check_durability
+from baas.db.embedded import embedded_url
 from baas.db.listener import Listener
 from baas.db.migrate import Migration, migrate
 from baas.db.pool import Database, PoolOptions
-from baas.errors import ApiError, MethodNotAllowed, NotFound, internal_error_body
+from baas.db.supervisor import GAVE_UP, read_state
+from baas.errors import ApiError, MethodNotAllowed, NotFound
 from baas.http import health
 from baas.http.access_log import AccessLog
+from baas.http.health import Liveness
 from baas.http.middleware import Authenticate, RequestMiddleware
 from baas.http.request import context, request_id
 from baas.http.responses import error_response, json_response
 from baas.http.routing import route
 from baas.jobs import queue as jobs_queue
+from baas.loops import Loop
+from baas.net import OutboundClient
 from baas.openapi.document import openapi_document
 from baas.push import api as push_api
 from baas.realtime import api as realtime_api
@@ -121,6 +130,7 @@ async def open_context(settings: Settings, db: Database) -> AppContext:
     await runtime.reload(db, box)
     signer = tokens.Signer(settings.base_url, _token_lifetime(settings, runtime))
     await signer.reload(db, box)
+    outbound = OutboundClient.from_settings(settings)
     ctx = AppContext(
         settings=settings,
         db=db,
@@ -130,7 +140,8 @@ async def open_context(settings: Settings, db: Database) -> AppContext:
         signer=signer,
         runtime=runtime,
         mailer=Mailer(db, box, runtime, Templates(settings.data_dir / "templates" / "mail")),
-        oidc=OidcVerifier(),
+        outbound=outbound,
+        oidc=OidcVerifier(outbound),
         storage=open_backend(settings),
     )
     ctx.file_cleaner = FileCleaner(ctx)
@@ -173,6 +184,8 @@ async def start(settings: Settings) -> tuple[AppContext, Listener, Realtime]:
         raise RuntimeError("no database URL: start the server with `baas serve`")
     db = await _open_database(settings)
     ctx: AppContext | None = None
+    listener: Listener | None = None
+    live: Realtime | None = None
     try:
         await check_durability(db)
         applied = await prepare(db)
@@ -189,11 +202,12 @@ async def start(settings: Settings) -> tuple[AppContext, Listener, Realtime]:
         await ctx.background.start()
         setup = await superusers.prepare_setup(db, settings.data_dir)
     except BaseException:
-        if ctx is not None:
-            await ctx.mailer.stop()
-            if ctx.background is not None:
-                await ctx.background.stop()
-        await db.close()
+        # undo what started (each step bounded, whatever the others did); then the cause
+        await shutdown(
+            [("database pool", db.close, STOP_STEP_S)]
+            if ctx is None
+            else stop_steps(ctx, listener, live)
+        )
         raise
     cache = ctx.schema
     if setup is not None:
@@ -212,16 +226,56 @@ async def start(settings: Settings) -> tuple[AppContext, Listener, Realtime]:
     return ctx, listener, live
 
 
+STOP_STEP_S = 5.0  # one shutdown step, at most; then the next one runs regardless
+DRAIN_S = 10.0  # work spawned by requests (after-response tasks), at most
+Step = tuple[str, Callable[[], Awaitable[object]], float]
+
+
+def stop_steps(ctx: AppContext, listener: Listener | None, live: Realtime | None) -> list[Step]:
+    """What `stop` does, in order: the producers of work first, the pool last."""
+    steps: list[Step] = []
+    if live is not None:
+        steps.append(("realtime", live.stop, STOP_STEP_S))
+    if ctx.background is not None:
+        grace = STOP_STEP_S + ctx.background.worker.options.shutdown_grace_s
+        steps.append(("job worker", ctx.background.stop, grace))
+    steps.append(("background work", lambda: ctx.drain(DRAIN_S), DRAIN_S + 1))
+    if listener is not None:
+        steps.append(("listener", listener.stop, STOP_STEP_S))
+    steps += [
+        ("mailer", ctx.mailer.stop, STOP_STEP_S),
+        ("file cleaner", ctx.file_cleaner.stop, STOP_STEP_S),
+        ("storage", ctx.storage.close, STOP_STEP_S),
+        ("oidc", ctx.oidc.close, STOP_STEP_S),
+        ("database pool", ctx.db.close, STOP_STEP_S),
+    ]
+    return steps
+
+
 async def stop(ctx: AppContext, listener: Listener, live: Realtime) -> None:
-    await live.stop()
-    await ctx.background.stop()
-    await ctx.drain()
-    await listener.stop()
-    await ctx.mailer.stop()
-    await ctx.file_cleaner.stop()
-    await ctx.storage.close()
-    await ctx.oidc.close()
-    await ctx.db.close()
+    await shutdown(stop_steps(ctx, listener, live))
+
+
+async def shutdown(steps: Sequence[Step]) -> None:
+    """Run every step, each bounded in time, whatever the others did: with the database down,
+    the steps that need it fail (one line each) and the rest still run. Ends with one line
+    naming each step and how it went."""
+    began = time.monotonic()
+    outcomes = []
+    for name, step, limit_s in steps:
+        outcome = "ok"
+        try:
+            async with asyncio.timeout(limit_s):
+                await step()
+        except TimeoutError:
+            outcome = "timed out"
+            log.warning("shutdown: %s did not finish within %gs; going on", name, limit_s)
+        except Exception as exc:
+            outcome = "failed"
+            reason = exc.message if isinstance(exc, ApiError) else f"{type(exc).__name__}: {exc}"
+            log.warning("shutdown: %s failed (%s); going on", name, reason)
+        outcomes.append(f"{name} {outcome}")
+    log.info("shutdown in %.1fs: %s", time.monotonic() - began, ", ".join(outcomes))
 
 
 def _listener(ctx: AppContext, live: Realtime) -> Listener:
@@ -272,7 +326,40 @@ def _listener(ctx: AppContext, live: Realtime) -> Listener:
     listener.subscribe(cleanup.CHANNEL, wake_cleaner)
     listener.subscribe(jobs_queue.CHANNEL, wake_worker)
     listener.on_connect(reload_all)
+    # Writes of this process wake its readers once committed; other instances hear of changes
+    # by a NOTIFY sent after commit (`baas.db.bells`), and of jobs and cleanups by their polls.
+    ctx.db.bells.on(bells.CHANGES, live.hub.wake)
+    ctx.db.bells.share(bells.CHANGES)
+    ctx.db.bells.on(bells.JOBS, ctx.background.wake)
+    ctx.db.bells.on(bells.FILE_CLEANUP, ctx.file_cleaner.wake)
     return listener
+
+
+def _liveness(
+    ctx: AppContext, listener: Listener, live: Realtime, housekeeper: Housekeeper
+) -> Liveness:
+    """What must keep running for this process to recover from anything by itself."""
+    liveness = Liveness()
+    liveness.add("listener", lambda: None if listener.alive else "stopped")
+    loops = [ctx.mailer.loop, ctx.file_cleaner.loop, housekeeper.loop, live.channels.beats]
+    if ctx.background.enabled:
+        worker = ctx.background.worker
+        loops += [worker.claims, worker.leases, ctx.background.cron.loop]
+    for loop in loops:
+        liveness.add(loop.name, functools.partial(_loop_problem, loop))
+    settings = ctx.settings
+    if settings.database_url == embedded_url(settings.data_dir):
+        liveness.add("embedded postgres", lambda: _embedded_problem(settings.data_dir))
+    return liveness
+
+
+def _loop_problem(loop: Loop) -> str | None:
+    return None if loop.alive else "stopped"
+
+
+def _embedded_problem(data_dir: Path) -> str | None:
+    state = read_state(data_dir)
+    return state.message if state is not None and state.state == GAVE_UP else None
 
 
 GC_THRESHOLD = 50_000  # allocations between young collections (the default is 2,000)
@@ -299,14 +386,15 @@ def create_app(settings: Settings, *, authenticate: Authenticate = authenticate)
         warm = asyncio.create_task(asyncio.to_thread(passwords.warm_up))
         if access_log is not None:
             access_log.start()
+        liveness = _liveness(ctx, listener, live, housekeeper)
         try:
-            yield {"ctx": ctx, "realtime": live}
+            yield {"ctx": ctx, "realtime": live, "liveness": liveness}
         finally:
-            await warm
+            steps: list[Step] = [("password warm-up", lambda: asyncio.wait({warm}), STOP_STEP_S)]
             if access_log is not None:
-                await access_log.close()
-            await housekeeper.stop()
-            await stop(ctx, listener, live)
+                steps.append(("access log", access_log.close, STOP_STEP_S))
+            steps.append(("housekeeping", housekeeper.stop, STOP_STEP_S))
+            await shutdown(steps + stop_steps(ctx, listener, live))
 
     async def openapi(request: Request) -> Response:
         ctx = context(request)
@@ -348,11 +436,8 @@ def create_app(settings: Settings, *, authenticate: Authenticate = authenticate)
             route("/api/openapi.json", GET=openapi),
         ],
         middleware=middleware,
-        exception_handlers={
-            ApiError: _api_error,
-            HTTPException: _http_error,
-            Exception: _unexpected,
-        },
+        # (unhandled errors: the request middleware logs them once and answers the JSON 500)
+        exception_handlers={ApiError: _api_error, HTTPException: _http_error},
         lifespan=lifespan,
     )
     app.router.redirect_slashes = False  # an API answers the path it was asked, or 404
@@ -375,14 +460,6 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     else:
         error = ApiError(exc.detail, status=exc.status_code, code="http_error")
     return error_response(error, request_id(request))
-
-
-async def _unexpected(request: Request, exc: Exception) -> Response:
-    rid = request_id(request)
-    log.error(
-        "unhandled error in %s %s (request %s)", request.method, request.url.path, rid, exc_info=exc
-    )
-    return json_response(internal_error_body(rid), status=500)
 
 
 def app_from_env() -> Starlette:

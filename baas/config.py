@@ -8,6 +8,7 @@ Nothing reads `os.environ` after start-up: the `Settings` object is passed expli
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -50,6 +51,12 @@ SETTINGS: tuple[Setting, ...] = (
         "PostgreSQL URL; empty starts an embedded PostgreSQL in <data_dir>/pg.",
         secret=True,
     ),
+    Setting(
+        "embedded_restarts",
+        int,
+        5,
+        "Attempts in a row to restart a dead embedded PostgreSQL before giving up (0: none).",
+    ),
     Setting("schema_file", Path, Path("baas.yaml"), "Schema file used by `baas schema`."),
     Setting("public_url", str, "", "URL clients reach the server at; default http://host:port."),
     Setting("cors_origins", list, [], "Comma-separated origins allowed by CORS ('*' = any)."),
@@ -72,6 +79,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("db_command_timeout_s", float, 10.0, "Client-side timeout for any one query."),
     Setting("http_keepalive_s", int, 5, "Seconds an idle keep-alive connection stays open."),
     Setting("max_body_bytes", int, 1_048_576, "Largest request body accepted (bytes)."),
+    Setting(
+        "max_header_bytes", int, 16_384, "Largest request head: request line and headers (bytes)."
+    ),
     Setting("default_per_page", int, 30, "Records per page when a list does not say."),
     Setting("max_per_page", int, 500, "Largest per_page a list accepts."),
     Setting("max_offset", int, 100_000, "Deepest offset a list accepts; use cursors beyond."),
@@ -95,6 +105,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("realtime_ping_interval_s", float, 25.0, "Seconds between realtime pings."),
     Setting("realtime_retention_s", int, 3600, "Seconds changes are kept for replay (`since`)."),
     Setting("realtime_max_replay", int, 10_000, "Most changes replayed for one `since`."),
+    Setting(
+        "realtime_poll_ms",
+        int,
+        500,
+        "Milliseconds between looks at the change log for writes that woke nobody (psql).",
+    ),
     Setting(
         "realtime_presence_timeout_s", int, 30, "Seconds before a dead instance leaves presence."
     ),
@@ -137,10 +153,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("apns_host", str, "", "APNs host[:port]; empty: Apple's (production or sandbox)."),
     Setting("fcm_url", str, "", "FCM v1 base URL; empty: https://fcm.googleapis.com/v1/projects."),
     Setting("push_ca_file", Path, Path(""), "Extra CA certificates (PEM) trusted for push."),
+    Setting(
+        "outbound_allow_private",
+        list,
+        [],
+        "Internal networks (CIDR, comma-separated) server-side fetches may reach; empty: none.",
+    ),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
 MIN_SECRET_KEY_LENGTH = 32
+MIN_HEADER_BYTES = 1024  # a smaller head has no room for a bearer token
 # Values people paste from examples; a random key starts with one of these about once in 10^9.
 _PLACEHOLDERS = (
     "changeme",
@@ -206,6 +229,7 @@ class Settings:
     workers: int = 1
     data_dir: Path = Path("baas_data")
     database_url: str = field(default="", repr=False)
+    embedded_restarts: int = 5
     schema_file: Path = Path("baas.yaml")
     public_url: str = ""
     cors_origins: tuple[str, ...] = ()
@@ -222,6 +246,7 @@ class Settings:
     db_command_timeout_s: float = 10.0
     http_keepalive_s: int = 5
     max_body_bytes: int = 1_048_576
+    max_header_bytes: int = 16_384
     default_per_page: int = 30
     max_per_page: int = 500
     max_offset: int = 100_000
@@ -245,6 +270,7 @@ class Settings:
     realtime_ping_interval_s: float = 25.0
     realtime_retention_s: int = 3600
     realtime_max_replay: int = 10_000
+    realtime_poll_ms: int = 500
     realtime_presence_timeout_s: int = 30
     storage_backend: str = "local"
     storage_dir: Path = Path("")
@@ -268,6 +294,7 @@ class Settings:
     apns_host: str = ""
     fcm_url: str = ""
     push_ca_file: Path = Path("")
+    outbound_allow_private: tuple[str, ...] = ()
 
     @property
     def embedded(self) -> bool:
@@ -335,6 +362,10 @@ class Settings:
         ):
             if getattr(self, name) < 1:
                 problems.append(f"{_BY_NAME[name].env}: must be at least 1")
+        if self.max_header_bytes < MIN_HEADER_BYTES:
+            problems.append(f"BAAS_MAX_HEADER_BYTES: must be at least {MIN_HEADER_BYTES}")
+        if self.embedded_restarts < 0:
+            problems.append("BAAS_EMBEDDED_RESTARTS: must be 0 or more")
         if self.db_pool_min > self.db_pool_max:
             problems.append("BAAS_DB_POOL_MIN: must not exceed BAAS_DB_POOL_MAX")
         if self.default_per_page > self.max_per_page:
@@ -354,7 +385,21 @@ class Settings:
             problem = key_problem(self.secret_key)
             if problem:
                 problems.append(f"BAAS_SECRET_KEY: {problem}")
-        return problems + self._storage_problems() + self._job_problems()
+        return (
+            problems + self._storage_problems() + self._job_problems() + self._outbound_problems()
+        )
+
+    def _outbound_problems(self) -> list[str]:
+        problems = []
+        for value in self.outbound_allow_private:
+            try:
+                ipaddress.ip_network(value, strict=False)
+            except ValueError:
+                problems.append(
+                    f"BAAS_OUTBOUND_ALLOW_PRIVATE: {value!r} is not a network such as "
+                    "10.0.0.0/8, 127.0.0.1/32 or fd00::/8"
+                )
+        return problems
 
     def _job_problems(self) -> list[str]:
         problems = []

@@ -2,7 +2,8 @@
 
 Built once in the lifespan (`app.py`) and handed to every service explicitly: settings, the
 database, the schema cache, service keys, the install's secret box and signing keys, revoked
-sessions, runtime settings, the mailer, the OpenID Connect verifier, file storage and its
+sessions, runtime settings, the mailer, the guarded outbound HTTP client and the OpenID Connect
+verifier that fetches through it (closing the verifier closes the client), file storage and its
 cleaner, and the background job worker. Nothing here is global.
 """
 
@@ -22,6 +23,8 @@ from baas.auth.sessions import RevokedSessions
 from baas.auth.tokens import Signer
 from baas.config import Settings
 from baas.db.pool import Database
+from baas.errors import ApiError
+from baas.net import OutboundClient
 from baas.query import QueryLimits
 from baas.runtime_settings import RuntimeSettings
 from baas.schema.cache import SchemaCache
@@ -44,6 +47,7 @@ class AppContext:
     signer: Signer
     runtime: RuntimeSettings
     mailer: Mailer
+    outbound: OutboundClient  # also checks URLs in runtime settings when they are saved
     oidc: OidcVerifier
     revoked: RevokedSessions = field(default_factory=RevokedSessions)
     storage: Backend = field(default=None, repr=False)  # type: ignore[assignment]
@@ -62,8 +66,11 @@ class AppContext:
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._background.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("%s failed", task.get_name(), exc_info=task.exception())
+        exc = None if task.cancelled() else task.exception()
+        if isinstance(exc, ApiError) and exc.status == 503:  # the database is down: one line
+            log.warning("%s failed: %s", task.get_name(), exc.message)
+        elif exc is not None:
+            log.error("%s failed", task.get_name(), exc_info=exc)
 
     async def drain(self, timeout_s: float = 10.0) -> None:
         """Wait for the background work started so far."""

@@ -5,6 +5,11 @@ Each setting is declared once in `RUNTIME` (name, parser, default, help, secret?
 and `baas settings` list and change them through this table, so an unknown name or a bad value is
 a 400 naming the setting. Secret values (the SMTP password) are sealed at rest and never shown
 back, only whether they are set. A change NOTIFYs `baas_settings`; each instance reloads.
+
+Settings that name URLs the server fetches (OpenID Connect issuers and key URLs, FCM token
+endpoints) say which (`fetched_urls`); saving resolves each and refuses one the outbound client
+would refuse (an internal address, plain HTTP outside the operator's allowed networks), naming the
+host, the address and its kind. Parsing alone never touches the network: reloads stay offline.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import orjson
 from baas.auth.crypto import SecretBox
 from baas.db.pool import Database
 from baas.errors import ValidationFailed, field_error
+from baas.net import OutboundClient, OutboundError
 
 CHANNEL = "baas_settings"
 _SEAL_PURPOSE = "setting"
@@ -138,6 +144,18 @@ def _push_apps(value: Any) -> dict[str, Any]:
     return parse_apps(value)
 
 
+def _oidc_urls(providers: Any) -> list[tuple[str, str]]:
+    from baas.auth.oidc_providers import fetched_urls  # imports this module
+
+    return fetched_urls(providers)
+
+
+def _push_urls(apps: Any) -> list[tuple[str, str]]:
+    from baas.push.apps import fetched_urls  # imports this module
+
+    return fetched_urls(apps)
+
+
 @dataclass(frozen=True)
 class RuntimeSetting:
     name: str
@@ -145,6 +163,8 @@ class RuntimeSetting:
     default: Any
     help: str
     secret: bool = False
+    # (path, URL) of what the server will fetch for a parsed value: checked when saved.
+    fetched_urls: Callable[[Any], list[tuple[str, str]]] | None = None
 
 
 RUNTIME: tuple[RuntimeSetting, ...] = (
@@ -191,7 +211,13 @@ RUNTIME: tuple[RuntimeSetting, ...] = (
         "auth.email_change_ttl", _int(300, 30 * 86_400), 86_400, "Email-change-link lifetime (s)."
     ),
     RuntimeSetting("auth.mfa_ttl", _int(60, 3600), 300, "Seconds to answer a sign-in challenge."),
-    RuntimeSetting("auth.oidc", _providers, {}, "OpenID Connect providers (google, apple, ...)."),
+    RuntimeSetting(
+        "auth.oidc",
+        _providers,
+        {},
+        "OpenID Connect providers (google, apple, ...).",
+        fetched_urls=_oidc_urls,
+    ),
     RuntimeSetting("rate.sign_in_ip", parse_rate, Rate(30, 300), "Sign-in attempts per IP."),
     RuntimeSetting("rate.sign_in_account", parse_rate, Rate(10, 300), "Sign-ins per account."),
     RuntimeSetting("rate.sign_up_ip", parse_rate, Rate(30, 3600), "Sign-ups per IP."),
@@ -217,6 +243,7 @@ RUNTIME: tuple[RuntimeSetting, ...] = (
         {},
         "Push apps with their APNs key or FCM service account (see the README's Push section).",
         secret=True,
+        fetched_urls=_push_urls,
     ),
     RuntimeSetting(
         "push.topics",
@@ -319,9 +346,29 @@ def parse_changes(changes: Any) -> dict[str, Any]:
     return out
 
 
-async def update(db: Database, box: SecretBox, changes: Any, updated_by: str) -> None:
+async def check_fetched_urls(values: Mapping[str, Any], outbound: OutboundClient) -> None:
+    """Refuse values naming a URL the server may not fetch (resolved now; see the docstring)."""
+    errors: dict[str, dict[str, str]] = {}
+    for name, value in values.items():
+        setting = BY_NAME[name]
+        if value is None or setting.fetched_urls is None:
+            continue
+        for path, url in setting.fetched_urls(setting.parse(value)):
+            try:
+                await outbound.check_url(url)
+            except OutboundError as exc:
+                errors[name] = field_error("invalid_value", f"{path}: {exc}")
+                break
+    if errors:
+        raise ValidationFailed(errors)
+
+
+async def update(
+    db: Database, box: SecretBox, changes: Any, updated_by: str, outbound: OutboundClient
+) -> None:
     """Store validated changes and tell every instance."""
     values = parse_changes(changes)
+    await check_fetched_urls(values, outbound)
     async with db.transaction() as tx:
         for name, value in values.items():
             if value is None:

@@ -239,6 +239,7 @@ def push_server(
             "BAAS_APNS_HOST": f"{apns.host}:{apns.port}",
             "BAAS_PUSH_CA_FILE": apns.ca_file,
             "BAAS_FCM_URL": fcm.endpoint_base,
+            "BAAS_OUTBOUND_ALLOW_PRIVATE": "127.0.0.0/8",  # the fake FCM is local
         }
     )
     env.update(SERVER_ENV)

@@ -229,14 +229,18 @@ def settings_set(
     value: str = typer.Argument(..., help="JSON (10, true, {...}) or plain text."),
 ) -> None:
     """Change a setting; every running server follows within a moment."""
-    _run(lambda ctx: update_settings(ctx.db, ctx.box, {name: _value(value)}, operator()))
+    _run(
+        lambda ctx: update_settings(
+            ctx.db, ctx.box, {name: _value(value)}, operator(), ctx.outbound
+        )
+    )
     typer.echo(f"Set {name}.")
 
 
 @settings_app.command("unset")
 def settings_unset(name: str = typer.Argument(...)) -> None:
     """Put a setting back to its default."""
-    _run(lambda ctx: update_settings(ctx.db, ctx.box, {name: None}, operator()))
+    _run(lambda ctx: update_settings(ctx.db, ctx.box, {name: None}, operator(), ctx.outbound))
     typer.echo(f"{name} is back to its default.")
 
 

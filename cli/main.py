@@ -52,7 +52,8 @@ def init(
     directory: Path = typer.Argument(Path("."), help="Where to write baas.yaml."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing files."),
 ) -> None:
-    """Write a starter baas.yaml and its JSON Schema (for editor validation)."""
+    """Write a starter baas.yaml and its JSON Schema (for editor validation); on the embedded
+    database, also send push to the development outbox until real apps are configured."""
     target = directory / "baas.yaml"
     if target.exists() and not force:
         typer.secho(f"{target} exists; use --force to overwrite.", fg="red", err=True)
@@ -62,7 +63,9 @@ def init(
     (directory / "baas.schema.json").write_text(
         json.dumps(schema_file_jsonschema(), indent=2) + "\n", encoding="utf-8"
     )
-    typer.echo(f"Wrote {target} and baas.schema.json. Next: baas schema apply && baas serve")
+    typer.echo(f"Wrote {target} and baas.schema.json.")
+    push.starter_outbox()
+    typer.echo("Next: baas schema apply && baas serve")
 
 
 def main() -> None:

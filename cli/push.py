@@ -1,4 +1,4 @@
-"""`baas push send | status | devices`: push notifications from the command line."""
+"""`baas push send | status | devices | outbox`: push notifications from the command line."""
 
 from __future__ import annotations
 
@@ -10,11 +10,16 @@ import typer
 from baas.auth.identity import Identity
 from baas.context import AppContext
 from baas.push import devices as device_service
+from baas.push import outbox as outbox_service
 from baas.push import service
+from baas.push.apps import DEV_APPS
+from baas.records.validation import record_id
+from baas.runtime_settings import update as update_settings
 from cli.runtime import load_settings, operator, run_with_context
 
 app = typer.Typer(
-    help="Push notifications: send, follow a message, list devices.", no_args_is_help=True
+    help="Push notifications: send, follow a message, list devices, read the outbox.",
+    no_args_is_help=True,
 )
 
 
@@ -70,6 +75,8 @@ def status(message_id: str = typer.Argument(..., help="The id `baas push send` p
     m = run_with_context(load_settings(), fetch)
     counts = "  ".join(f"{k}: {v}" for k, v in m["counts"].items())
     typer.echo(f"{m['id']}  {m['status']}  devices: {m['total'] or 0}  {counts}")
+    for f in m["failures"]:
+        typer.echo(f"  {f['status']} on {f['devices']} device(s): {f['reason']}")
 
 
 @app.command("devices")
@@ -88,3 +95,67 @@ def devices_(user: str = typer.Argument(..., help="The user whose devices to lis
             f"{d['id']}  {d['platform']:<7} …{d['token_end']}  {d['app_id']}  "
             f"{d['locale'] or '-':<6} {state}  {d['name'] or ''}"
         )
+
+
+@app.command("outbox")
+def outbox(
+    user: str = typer.Option(None, "--user", help="Only what this user's devices got."),
+    message: str = typer.Option(None, "--message", help="Only this message's entries."),
+    limit: int = typer.Option(20, min=1, max=outbox_service.LIST_MAX),
+    show: str = typer.Option(None, "--show", help="Print one entry in full (its id)."),
+) -> None:
+    """What the development outbox kept instead of sending ("provider": "outbox" apps)."""
+    if show:
+        entry = run_with_context(load_settings(), lambda ctx: outbox_service.entry(ctx.db, show))
+        typer.echo(json.dumps(entry, indent=2, default=str))
+        return
+    ids = {"user_id": _id(user, "--user"), "message_id": _id(message, "--message")}
+
+    async def fetch(ctx: AppContext) -> list[dict[str, Any]]:
+        return await outbox_service.entries(ctx.db, **ids, limit=limit)
+
+    items = run_with_context(load_settings(), fetch)
+    if not items:
+        typer.echo("The push outbox is empty.")
+    for e in items:
+        owner = f"user {e['user_id']}" if e["user_id"] else f"install {e['install_id']}"
+        typer.echo(
+            f"{e['id']}  {e['created']:%Y-%m-%d %H:%M:%S}  {e['platform']:<7} …{e['token_end']}"
+            f"  {owner}"
+        )
+        typer.echo(f"    {e['title']}" + (f" — {e['body']}" if e["body"] else ""))
+
+
+def _id(value: str | None, option: str) -> str | None:
+    if value is None:
+        return None
+    canonical = record_id(value)
+    if canonical is None:
+        typer.secho(f"error: {option} must be an id, not {value[:60]!r}", fg="red", err=True)
+        raise typer.Exit(2)
+    return canonical
+
+
+def starter_outbox() -> None:
+    """`baas init` on a laptop (the embedded database): push goes to the development outbox
+    until real apps are configured. A database named by BAAS_DATABASE_URL may be shared or in
+    production: its settings are left alone, and the command is printed instead."""
+    command = f"baas settings set push.apps '{json.dumps(DEV_APPS)}'"
+    settings = load_settings()
+    if not settings.embedded:
+        typer.echo(f"Push: to keep notifications in a development outbox, {command}")
+        return
+
+    async def configure(ctx: AppContext) -> bool:
+        if ctx.runtime.is_set("push.apps"):
+            return False
+        await update_settings(ctx.db, ctx.box, {"push.apps": DEV_APPS}, operator())
+        return True
+
+    if run_with_context(settings, configure):
+        typer.echo(
+            "Push: the development outbox is configured (push.apps); notifications are kept,"
+            " not sent: baas push outbox. Real apps replace it (README, Push notifications)."
+        )
+    else:
+        typer.echo("Push: push.apps is already set; left as it is.")

@@ -16,6 +16,7 @@ from baas.config import Settings, SettingsError
 from baas.context import AppContext
 from baas.db.embedded import EmbeddedError, EmbeddedPostgres
 from baas.db.pool import Database
+from baas.db.supervisor import Supervisor
 from baas.errors import ApiError
 from baas.logs import setup_logging
 
@@ -33,8 +34,9 @@ def load_settings(overrides: dict[str, Any] | None = None, quiet: bool = True) -
 
 
 @contextlib.contextmanager
-def embedded_if_needed(settings: Settings) -> Any:
-    """Settings with a database URL, starting the embedded PostgreSQL when none is configured."""
+def embedded_if_needed(settings: Settings, *, supervise: bool = False) -> Any:
+    """Settings with a database URL, starting the embedded PostgreSQL when none is configured;
+    `supervise` (the server) also starts it again whenever it dies (`db.supervisor`)."""
     if not settings.embedded:
         yield settings
         return
@@ -44,9 +46,14 @@ def embedded_if_needed(settings: Settings) -> Any:
     except EmbeddedError as exc:
         typer.secho(f"embedded PostgreSQL: {exc}", fg="red", err=True)
         raise typer.Exit(1) from None
+    supervisor = Supervisor(pg, max_restarts=settings.embedded_restarts) if supervise else None
     try:
+        if supervisor is not None:
+            supervisor.start()
         yield settings.replace(database_url=pg.url)
     finally:
+        if supervisor is not None:
+            supervisor.stop()  # before stopping PostgreSQL on purpose
         pg.stop()
 
 

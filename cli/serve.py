@@ -1,5 +1,8 @@
 """`baas serve`: start PostgreSQL if embedded, then uvicorn; stop both cleanly on Ctrl-C.
 
+The embedded PostgreSQL is supervised from this process (the parent of uvicorn's workers, or the
+one worker): it is started again whenever it dies, once for all workers (`db.supervisor`).
+
 Its options are generated from the settings table, so `--help` lists every setting.
 """
 
@@ -18,6 +21,7 @@ import uvicorn
 
 from baas.app import check_secret_key, create_app, tune_gc
 from baas.config import SETTINGS, Setting, Settings
+from baas.http.protocol import HeadLimitedProtocol
 from cli.runtime import embedded_if_needed, load_settings
 
 log = logging.getLogger("baas")
@@ -39,7 +43,7 @@ def run(settings: Settings) -> None:
     # uvicorn re-raises SIGTERM once it has shut down; as SystemExit it unwinds through the
     # embedded PostgreSQL's stop instead of killing the process on the spot.
     signal.signal(signal.SIGTERM, _exit_on_term)
-    with embedded_if_needed(settings) as resolved:
+    with embedded_if_needed(settings, supervise=True) as resolved:
         problem = asyncio.run(check_secret_key(resolved))
         if problem:  # before uvicorn, which would bury it in a traceback
             typer.secho(f"error: {problem}", fg="red", err=True)
@@ -54,7 +58,9 @@ def run(settings: Settings) -> None:
             host=resolved.host,
             port=resolved.port,
             loop=_loop(),
-            http="httptools",
+            # httptools, with the request-head limit (uvicorn's h11 reads the same setting)
+            http=HeadLimitedProtocol,
+            h11_max_incomplete_event_size=resolved.max_header_bytes,
             log_config=None,
             access_log=False,
             server_header=False,

@@ -29,6 +29,9 @@ from baas.db.pool import Database, PoolOptions
 
 SERVICE_KEY = "baas_sk_test_0123456789abcdefghijklmnopqrstuvwxyz"
 SECRET_KEY = "k3Y-f0r-T3sts-only-9f8e7d6c5b4a3210-XyZ"  # every test server of a run shares it
+# BAAS_OUTBOUND_ALLOW_PRIVATE for tests whose fake third parties (OpenID provider, FCM) listen on
+# 127.0.0.1: they set it; the rest keep the default, refusing every internal address.
+LOCAL_NETWORKS = ("127.0.0.0/8",)
 _counter = itertools.count()
 _created: list[str] = []
 

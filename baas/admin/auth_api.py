@@ -92,7 +92,7 @@ async def get_settings(request: Request) -> Response:
 async def patch_settings(request: Request) -> Response:
     who = require_admin(request)
     ctx = context(request)
-    await update_settings(ctx.db, ctx.box, await read_json(request), who.label)
+    await update_settings(ctx.db, ctx.box, await read_json(request), who.label, ctx.outbound)
     await ctx.runtime.reload(ctx.db, ctx.box)  # this instance at once; the others on NOTIFY
     ctx.mailer.wake()
     return json_response({"items": ctx.runtime.describe()})

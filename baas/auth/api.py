@@ -11,6 +11,7 @@ from starlette.responses import Response
 from baas.auth import account, flows, oauth, sessions, superusers, tokens
 from baas.auth.users import me as me_view
 from baas.errors import NotFound
+from baas.http import list_params
 from baas.http.request import client, context, identity, read_json
 from baas.http.responses import json_response, no_content
 from baas.http.routing import route
@@ -82,7 +83,9 @@ async def revoke_sessions(request: Request) -> Response:
     """End every session of the caller; `?keep_current=true` keeps this one."""
     who = identity(request)
     subject = account.signed_in_subject(who)
-    keep = who.session if request.query_params.get("keep_current") == "true" else None
+    query = request.query_params
+    list_params.reject_unknown(query, ("keep_current",))  # a misspelt one would end this one too
+    keep = who.session if list_params.boolean(query, "keep_current") else None
     ctx = context(request)
     count = await sessions.revoke_all(ctx.db, subject, "signed_out_everywhere", keep)
     await ctx.revoked.reload(ctx.db, subject)

@@ -4,11 +4,10 @@ and old mail. Any instance may sweep (every statement is idempotent); each does 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 
 from baas.db.pool import Database
+from baas.loops import Loop
 from baas.runtime_settings import MAX_RATE_WINDOW_S
 
 log = logging.getLogger("baas.auth")
@@ -41,23 +40,15 @@ async def sweep(db: Database) -> int:
 class Housekeeper:
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._task: asyncio.Task[None] | None = None
+        self.loop = Loop("housekeeping", self._sweep, every_s=INTERVAL_S, log=log, first_now=True)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="baas-housekeeping")
+        self.loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self.loop.stop()
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                removed = await sweep(self._db)
-                if removed:
-                    log.info("housekeeping removed %d expired auth row(s)", removed)
-            except Exception:
-                log.exception("housekeeping failed; retrying in an hour")
-            await asyncio.sleep(INTERVAL_S)
+    async def _sweep(self) -> None:
+        removed = await sweep(self._db)
+        if removed:
+            log.info("housekeeping removed %d expired auth row(s)", removed)

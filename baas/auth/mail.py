@@ -21,7 +21,6 @@ StrictUndefined, HTML autoescaped, and the subject flattened to one line (no hea
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import uuid
@@ -40,6 +39,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from baas.auth.crypto import SecretBox
 from baas.db.pool import Database, Executor, Record
 from baas.errors import NotFound
+from baas.loops import Loop
 from baas.runtime_settings import RuntimeSettings
 
 log = logging.getLogger("baas.auth.mail")
@@ -147,8 +147,7 @@ class Mailer:
         self._box = box
         self._runtime = runtime
         self._templates = templates
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self.loop = Loop("mailer", self._pass, every_s=POLL_S, log=log, first_now=True)
 
     async def queue(self, ex: Executor, name: str, to: str, context: Mapping[str, Any]) -> str:
         """Render `name` for `to` and store it in `ex`'s transaction; the mail's id."""
@@ -170,31 +169,17 @@ class Mailer:
 
     def wake(self) -> None:
         """Ask for a pass soon (call once the transaction that queued mail has committed)."""
-        self._wake.set()
+        self.loop.wake()
 
     async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="baas-mailer")
+        self.loop.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self.loop.stop()
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.send_pending()
-                delay = await self._seconds_until_due()
-            except Exception as exc:
-                log.warning("mail pass failed (%s); next in %.0fs", type(exc).__name__, POLL_S)
-                delay = POLL_S
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self._wake.wait()
-            self._wake.clear()
+    async def _pass(self) -> float:
+        await self.send_pending()
+        return await self._seconds_until_due()
 
     async def _seconds_until_due(self) -> float:
         """Until the next pending mail is due, at most POLL_S (0 while a backlog remains)."""

@@ -5,9 +5,10 @@ used; `OidcVerifier.verify` checks the token against the provider's published ke
 identity claims. Linking accounts and issuing sessions happen elsewhere; this module only verifies.
 
 Providers come from the runtime setting "auth.oidc" (validated by `oidc_providers`). Keys come
-from the provider's JWKS, fetched over HTTPS without redirects (generic providers: found through
-`{issuer}/.well-known/openid-configuration`) and cached per URL for the response's max-age,
-clamped.
+from the provider's JWKS (generic providers: found through
+`{issuer}/.well-known/openid-configuration`), fetched through the guarded outbound client
+(`baas.net`: no internal addresses, no redirects, size and time limits) and cached per URL for the
+response's max-age, clamped. Why a fetch failed is logged; clients get our own 503.
 
 The token and the nonce are attacker-controlled, so:
 - the algorithm comes from an asymmetric allow-list AND must fit the key its `kid` names: no
@@ -35,19 +36,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import jwt
 import orjson
 
-from baas.auth.oidc_providers import (
-    BUILT_IN,
-    MAX_CLIENT_IDS,
-    MAX_URL_CHARS,
-    PROVIDER_NAME,
-    parse_providers,
-    url_problem,
-)
+from baas.auth.oidc_providers import BUILT_IN, MAX_CLIENT_IDS, PROVIDER_NAME, parse_providers
 from baas.errors import ApiError
+from baas.net import MAX_URL_CHARS, Limits, OutboundClient, OutboundError, url_problem
 
 __all__ = [
     "BUILT_IN",
@@ -83,7 +77,7 @@ _ALGORITHMS: dict[str, tuple[str, str | None]] = {
 }
 _REQUIRED_CLAIMS = ["iss", "sub", "aud", "exp", "iat"]
 _MAX_AGE = re.compile(r"(?:^|[,\s])max-age\s*=\s*\"?(\d{1,12})", re.IGNORECASE)
-_FETCH_HEADERS = {"Accept": "application/json", "Accept-Encoding": "identity"}
+_FETCH_HEADERS = {"Accept": "application/json"}
 
 
 class InvalidIdToken(ApiError):
@@ -205,18 +199,6 @@ def _max_age(cache_control: str) -> float:
     match = _MAX_AGE.search(cache_control)
     seconds = int(match[1]) if match else CACHE_DEFAULT_S
     return float(min(max(seconds, CACHE_MIN_S), CACHE_MAX_S))
-
-
-async def _read_capped(response: httpx.Response) -> bytes:
-    declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_DOCUMENT_BYTES:
-        raise _FetchFailed(f"larger than {MAX_DOCUMENT_BYTES} bytes")
-    body = bytearray()
-    async for chunk in response.aiter_raw():
-        body += chunk
-        if len(body) > MAX_DOCUMENT_BYTES:
-            raise _FetchFailed(f"larger than {MAX_DOCUMENT_BYTES} bytes")
-    return bytes(body)
 
 
 # --- reading and checking the token ---------------------------------------------------------
@@ -393,11 +375,17 @@ def _text_claim(claims: dict[str, Any], name: str) -> str | None:
 
 
 class OidcVerifier:
-    """Verifies ID tokens; holds the HTTP client and the per-URL JWKS and discovery caches."""
+    """Verifies ID tokens; fetches through the outbound client into per-URL JWKS and discovery
+    caches."""
 
-    def __init__(self, *, timeout_s: float = 5.0) -> None:
-        self._timeout_s = timeout_s
-        self._client: httpx.AsyncClient | None = None
+    def __init__(self, outbound: OutboundClient, *, timeout_s: float = 5.0) -> None:
+        self._outbound = outbound
+        self._limits = Limits(
+            connect_s=timeout_s,
+            read_s=timeout_s,
+            total_s=timeout_s * 2,
+            max_bytes=MAX_DOCUMENT_BYTES,
+        )
         # Monotonic seconds for the caches; tests move it forward instead of sleeping.
         self.clock: Callable[[], float] = time.monotonic
         self._jwks = _DocumentCache("keys", self._download, _checked_jwks, self._now)
@@ -424,9 +412,8 @@ class OidcVerifier:
         return _identity(provider, claims)
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        """Close the outbound client's connections (this is the last of its users to stop)."""
+        await self._outbound.aclose()
 
     def _now(self) -> float:
         return self.clock()
@@ -460,26 +447,20 @@ class OidcVerifier:
         return str(jwks_uri)
 
     async def _download(self, url: str) -> tuple[Any, float]:
-        """GET a JSON document without redirects and size-capped: it and its cache lifetime."""
+        """GET a JSON document (guarded, size-capped, no redirects): it and its cache lifetime."""
         try:
-            async with asyncio.timeout(self._timeout_s * 2):
-                async with self._http().stream("GET", url, headers=_FETCH_HEADERS) as response:
-                    if response.status_code != 200:
-                        raise _FetchFailed(f"HTTP status {response.status_code}")
-                    if response.headers.get("content-encoding", "identity") != "identity":
-                        raise _FetchFailed("compressed although identity was asked for")
-                    body = await _read_capped(response)
-                    max_age = _max_age(response.headers.get("cache-control", ""))
-            return orjson.loads(body), max_age
-        except (httpx.HTTPError, httpx.InvalidURL, UnicodeError, TimeoutError) as exc:
-            raise _FetchFailed(f"{type(exc).__name__}: {exc}") from None
+            response = await self._outbound.request(
+                "GET", url, headers=_FETCH_HEADERS, limits=self._limits
+            )
+        except OutboundError as exc:
+            raise _FetchFailed(str(exc)) from None
+        if response.status != 200:
+            raise _FetchFailed(f"HTTP status {response.status}")
+        try:
+            document = orjson.loads(response.body)
         except orjson.JSONDecodeError:
             raise _FetchFailed("not JSON") from None
-
-    def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient(follow_redirects=False, timeout=self._timeout_s)
-        return self._client
+        return document, _max_age(response.header("cache-control") or "")
 
 
 def _issuers(provider: str, config: Mapping[str, Any]) -> tuple[str, ...]:

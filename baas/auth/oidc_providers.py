@@ -1,6 +1,9 @@
 """The "auth.oidc" runtime setting: which OpenID Connect providers an app signs in with, each
-with its client ids, issuer and key URL (Google's and Apple's filled in), and which URLs may ever
-be fetched (https, or http to a loopback host for testing)."""
+with its client ids, issuer and key URL (Google's and Apple's filled in).
+
+Parsing checks each URL's form; `fetched_urls` names the URLs the server will fetch, which are
+resolved and judged by the outbound client's rules when the setting is saved (and again at every
+fetch): no internal addresses, plain http:// only to networks the operator allows."""
 
 from __future__ import annotations
 
@@ -9,16 +12,13 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
-
+from baas.net import MAX_URL_CHARS, url_problem
 from baas.runtime_settings import SettingValueError
 
-MAX_URL_CHARS = 2000
 MAX_CLIENT_IDS = 50
 MAX_CLIENT_ID_CHARS = 255
 PROVIDER_NAME = re.compile(r"[a-z0-9_-]{1,40}")
 _PROVIDER_KEYS = ("client_ids", "issuer", "jwks_url")
-_LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
 BUILT_IN: dict[str, dict[str, Any]] = {
     "google": {
@@ -114,25 +114,14 @@ def _url(name: str, key: str, value: Any) -> str:
     return value
 
 
-def url_problem(url: str) -> str | None:
-    """Why `url` may not be fetched (https, or http to a loopback host), or None."""
-    try:
-        parts = urlsplit(url)
-        host, _ = parts.hostname, parts.port
-    except ValueError:
-        return "is not a valid URL"
-    if not url.isprintable() or " " in url:
-        return "must not contain spaces or control characters"
-    if parts.username is not None or parts.password is not None:
-        return "must not contain a user name or password"
-    if "#" in url:
-        return "must not contain a #fragment"
-    if not host:
-        return "must name a host, as in https://issuer.example.com"
-    try:
-        httpx.URL(url).host  # noqa: B018 - what the client will make of it
-    except (httpx.InvalidURL, UnicodeError):
-        return "is not a valid URL"
-    if parts.scheme == "https" or (parts.scheme == "http" and host in _LOOPBACK):
-        return None
-    return "must be an https:// URL (http:// only to 127.0.0.1, ::1 or localhost, for testing)"
+def fetched_urls(providers: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """(setting path, URL) of every URL these parsed providers make the server fetch, except
+    the built-in providers' own (discovery goes to the issuer's host)."""
+    urls = []
+    for name, config in providers.items():
+        built_in = BUILT_IN.get(name, {})
+        for key in ("issuer", "jwks_url"):
+            url = config.get(key)
+            if url and url != built_in.get(key):
+                urls.append((f"{name}.{key}", str(url)))
+    return urls

@@ -46,15 +46,17 @@ class _Page:
         self.title, self.button, self.done = title, button, done
         self.confirm, self.form = confirm, form
 
-    async def __call__(self, request: Request) -> Response:
+    async def show(self, request: Request) -> Response:
+        """GET (and HEAD): the form, spending nothing."""
         ctx = context(request)
-        if request.method == "GET":
-            token = request.query_params.get("token", "")
-            if not token:
-                return self._render(
-                    ctx, message="This link is incomplete.", failed=True, status=400
-                )
-            return self._render(ctx, form=self.form, token=token)
+        token = request.query_params.get("token", "")
+        if not token:
+            return self._render(ctx, message="This link is incomplete.", failed=True, status=400)
+        return self._render(ctx, form=self.form, token=token)
+
+    async def submit(self, request: Request) -> Response:
+        """POST: redeem the token."""
+        ctx = context(request)
         form = await _form(request)
         token = form.get("token", "")
         try:
@@ -134,4 +136,7 @@ _PAGES = {
     ),
 }
 
-routes = [route(f"/auth/{LINK_PATHS[kind]}", GET=page, POST=page) for kind, page in _PAGES.items()]
+routes = [
+    route(f"/auth/{LINK_PATHS[kind]}", GET=page.show, POST=page.submit)
+    for kind, page in _PAGES.items()
+]

@@ -4,7 +4,7 @@ Binaries come from the `pgserver` wheel (PostgreSQL inside a PyPI package), else
 `initdb`/`pg_ctl` on PATH. Every baas process that uses the cluster holds a shared lock on
 <data_dir>/pg.lock; the last one to leave stops PostgreSQL. A server killed with -9 leaves
 PostgreSQL running; the next start adopts it (or, if PostgreSQL died too, starts it again and
-PostgreSQL recovers from its WAL).
+PostgreSQL recovers from its WAL). While a server runs, `db.supervisor` starts it again if it dies.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ SYSTEM_USER = "baaspg"  # PostgreSQL refuses to run as root; it runs as this use
 _SOCKET_PATH_MAX = 100  # sun_path is 108 bytes; leave room for "/.s.PGSQL.5432"
 _PORT = 5432  # only names the socket file; the cluster listens on no TCP address
 SETTLE_SECONDS = 15  # how long a crashed cluster may take to finish dying
+_PROC = Path("/proc/self")
 
 
 class EmbeddedError(RuntimeError):
@@ -85,7 +86,11 @@ class EmbeddedPostgres:
 
     @property
     def url(self) -> str:
-        return f"postgresql://{SUPERUSER}@/{DATABASE}?host={quote(str(self.socket_dir))}"
+        return embedded_url(self.data_dir)
+
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir / "postgres.log"
 
     def __enter__(self) -> EmbeddedPostgres:
         self.start()
@@ -133,6 +138,23 @@ class EmbeddedPostgres:
                 log.info("embedded PostgreSQL stopped")
             os.close(self._usage_fd)
             self._usage_fd = None
+
+    def postmaster_alive(self) -> bool:
+        """Whether the postmaster named in postmaster.pid lives (cheap: no subprocess)."""
+        try:
+            pid = int((self.pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            return False
+        return _process_alive(pid)
+
+    def revive(self) -> bool:
+        """Start PostgreSQL again after it stopped (it recovers from its WAL); False if it was
+        running after all (another process started it first)."""
+        with self._start_lock():
+            if self._adoptable():
+                return False
+            self._pg_ctl_start()
+            return True
 
     @contextlib.contextmanager
     def _start_lock(self):  # type: ignore[no-untyped-def]
@@ -208,7 +230,7 @@ class EmbeddedPostgres:
         self.socket_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._hand_over(self.socket_dir)
         options = f"-k {self.socket_dir} -p {_PORT}"
-        logfile = self.data_dir / "postgres.log"
+        logfile = self.log_file
         if self._run_as and not logfile.exists():
             logfile.touch(mode=0o600)
             self._hand_over(logfile)
@@ -217,7 +239,7 @@ class EmbeddedPostgres:
     def _pg_ctl(self, *args: str) -> None:
         result = self._run([str(self.binaries.pg_ctl), "-D", str(self.pgdata), *args])
         if result.returncode != 0:
-            tail = _tail(self.data_dir / "postgres.log")
+            tail = _tail(self.log_file)
             raise EmbeddedError(f"pg_ctl {args[0]} failed: {result.stderr.strip()}\n{tail}")
 
     def _ensure_database(self) -> None:
@@ -262,6 +284,37 @@ class EmbeddedPostgres:
         shutil.chown(path, self._run_as, self._run_as)
         _allow_traverse(path.parent)
         _allow_traverse_tree(self.binaries.postgres.parent.parent)
+
+
+def embedded_url(data_dir: Path) -> str:
+    """The URL of the embedded cluster of `data_dir` (also how a worker tells it is embedded)."""
+    socket_dir = _socket_dir(data_dir.resolve())
+    return f"postgresql://{SUPERUSER}@/{DATABASE}?host={quote(str(socket_dir))}"
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether `pid` runs. A zombie does not: a killed postmaster stays one until its parent
+    (often PID 1, which may reap late or never) collects it, and kill(pid, 0) still succeeds."""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:  # our own child (we are PID 1): reaped now
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return not _PROC.is_dir()  # /proc is there and the process is not
+    except OSError:
+        stat = ""
+    if stat:
+        return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _socket_dir(data_dir: Path) -> Path:

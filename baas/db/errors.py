@@ -2,14 +2,22 @@
 
 Integrity errors keep the constraint/column PostgreSQL reported, so the records layer can name the
 field in its message; everything unexpected becomes an internal error (logged, never shown).
+
+Driver failures are recognised by class, never by message: a socket error, any asyncpg interface
+or internal-client error ("connection is closed", "cannot switch to state ...; another operation
+is in progress"), a connect that timed out, or a SQLSTATE saying the server is going or gone, all
+become `503 database_unavailable` (`DatabaseUnavailable`), and the pool throws such a connection
+away. Only the two asyncpg errors about the arguments we passed (`DataError`, a client
+configuration error, both raised before anything is sent) stay internal errors: they are bugs,
+and the connection is still fine.
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import asyncpg
+from asyncpg.exceptions import _base as asyncpg_base
 
 from baas.errors import (
     ApiError,
@@ -59,6 +67,26 @@ class CheckViolation(DatabaseError):
     status, code = 400, "validation_failed"
 
 
+class DatabaseUnavailable(ServiceUnavailable):
+    """The database cannot be reached, or the connection to it broke mid-way; retry later."""
+
+    code = "database_unavailable"
+
+    def __init__(self, message: str = "the database is unavailable", **kw: Any) -> None:
+        kw.setdefault("headers", {"Retry-After": "1"})
+        super().__init__(message, **kw)
+
+
+class DatabaseTimeout(ServiceUnavailable):
+    """The database did not answer in time (a client-side timeout: the query may still run)."""
+
+    code = "database_timeout"
+
+    def __init__(self, message: str = "the database did not answer in time", **kw: Any) -> None:
+        kw.setdefault("headers", {"Retry-After": "1"})
+        super().__init__(message, **kw)
+
+
 class UnexpectedDatabaseError(Exception):
     """Not the client's doing; rendered as a 500 with the request id only."""
 
@@ -80,8 +108,9 @@ _BY_SQLSTATE: dict[str, tuple[type[ApiError], str, str]] = {
     "55P03": (Conflict, "locked", "the data is locked by another operation; retry"),
     "57014": (ServiceUnavailable, "statement_timeout", "the query took too long"),
     "53300": (ServiceUnavailable, "database_busy", "the database has no free connections"),
-    "57P01": (ServiceUnavailable, "database_unavailable", "the database is shutting down"),
-    "57P03": (ServiceUnavailable, "database_unavailable", "the database is starting up"),
+    "57P01": (DatabaseUnavailable, "database_unavailable", "the database is shutting down"),
+    "57P02": (DatabaseUnavailable, "database_unavailable", "the database is recovering"),
+    "57P03": (DatabaseUnavailable, "database_unavailable", "the database is starting up"),
     "42P01": (ServiceUnavailable, "schema_changed", "the schema changed during the request; retry"),
     "42703": (ServiceUnavailable, "schema_changed", "the schema changed during the request; retry"),
 }
@@ -93,23 +122,27 @@ def translate(exc: BaseException) -> ApiError | UnexpectedDatabaseError:
         return exc
     if isinstance(exc, asyncpg.PostgresError):
         return _from_postgres(exc)
-    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
-        return ServiceUnavailable(
-            "the database did not answer in time",
-            code="database_timeout",
-            headers={"Retry-After": "1"},
-        )
-    if isinstance(exc, (OSError, asyncpg.ConnectionDoesNotExistError)) or _closed(exc):
-        return ServiceUnavailable(
-            "the database is unavailable", code="database_unavailable", headers={"Retry-After": "1"}
-        )
+    if isinstance(exc, TimeoutError):
+        return DatabaseTimeout()
+    if connection_failed(exc):
+        return DatabaseUnavailable()
     return UnexpectedDatabaseError(repr(exc))
 
 
-def _closed(exc: BaseException) -> bool:
-    """asyncpg reports a connection closed under it as a plain InterfaceError; any other
-    InterfaceError (wrong number of arguments, ...) is a bug and stays unexpected."""
-    return isinstance(exc, asyncpg.InterfaceError) and "closed" in str(exc)
+# Errors about what we asked asyncpg to send: the connection is fine, the caller has a bug.
+_CALLER_ERRORS = (asyncpg_base.DataError, asyncpg_base.ClientConfigurationError)
+_DRIVER_FAILURES = (OSError, asyncpg.InterfaceError, asyncpg.InternalClientError)
+_CONNECTION_GONE = ("08", "57P01", "57P02", "57P03")  # SQLSTATEs: the session is over
+
+
+def connection_failed(exc: BaseException) -> bool:
+    """True if `exc` means the connection it came from can no longer be trusted: a driver
+    failure, a lost socket, or the server ending the session (shutdown, crash, restart)."""
+    if isinstance(exc, (DatabaseUnavailable, DatabaseTimeout)):
+        return True
+    if isinstance(exc, asyncpg.PostgresError):
+        return (exc.sqlstate or "").startswith(_CONNECTION_GONE)
+    return isinstance(exc, _DRIVER_FAILURES) and not isinstance(exc, _CALLER_ERRORS)
 
 
 def _from_postgres(exc: asyncpg.PostgresError) -> ApiError | UnexpectedDatabaseError:
@@ -135,10 +168,10 @@ def _from_postgres(exc: asyncpg.PostgresError) -> ApiError | UnexpectedDatabaseE
         )
     if state in _BY_SQLSTATE:
         cls, code, message = _BY_SQLSTATE[state]
-        headers = {"Retry-After": "1"} if cls is ServiceUnavailable else None
+        headers = {"Retry-After": "1"} if issubclass(cls, ServiceUnavailable) else None
         return cls(message, code=code, headers=headers)
     if state.startswith("22"):  # any other data exception: a value PostgreSQL cannot take
         return InvalidValue("a value is not acceptable to the database", code="invalid_value")
     if state.startswith("08"):
-        return ServiceUnavailable("the database is unavailable", code="database_unavailable")
+        return DatabaseUnavailable()
     return UnexpectedDatabaseError(f"{type(exc).__name__} {state}: {exc}")

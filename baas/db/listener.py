@@ -2,7 +2,8 @@
 
 Handlers are called with the payload of each NOTIFY on their channel. After every (re)connect the
 `on_connect` callbacks run, so state that may have changed while disconnected is reloaded: a
-notification missed during an outage is never relied upon.
+notification missed during an outage is never relied upon. While the database is down it retries
+with backoff and logs the outage once, when it begins and when it ends (`baas.loops`).
 """
 
 from __future__ import annotations
@@ -13,12 +14,16 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from baas.db.pool import Connection, PoolOptions, connect
+from baas.db.errors import DatabaseUnavailable
+from baas.db.pool import CLOSE_TIMEOUT_S, Connection, PoolOptions, connect
+from baas.loops import Outage, unavailable
 
 log = logging.getLogger("baas.db.listener")
 
 Handler = Callable[[str], Coroutine[Any, Any, None]]
 OnConnect = Callable[[], Awaitable[None]]
+PING_S = 15.0  # a LISTEN connection quiet this long is asked whether it still answers
+PING_TIMEOUT_S = 5.0
 
 
 class Listener:
@@ -29,14 +34,19 @@ class Listener:
         self._on_connect: list[OnConnect] = []
         self._task: asyncio.Task[None] | None = None
         self._conn: Connection | None = None
-        self._ready = asyncio.Event()
         self._lost = asyncio.Event()
+        self._outage = Outage("LISTEN listener", log)
 
     def subscribe(self, channel: str, handler: Handler) -> None:
         self._handlers.setdefault(channel, []).append(handler)
 
     def on_connect(self, callback: OnConnect) -> None:
         self._on_connect.append(callback)
+
+    @property
+    def alive(self) -> bool:
+        """Listening, or trying to again (it stops only when told to)."""
+        return self._task is not None and not self._task.done()
 
     async def start(self) -> None:
         """Connect and listen; returns once the first LISTEN is in place."""
@@ -48,18 +58,36 @@ class Listener:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self._conn is not None and not self._conn.is_closed():
-            await self._conn.close(timeout=2)
+        await self._close()
 
     async def _connect(self) -> None:
+        """A new connection with every LISTEN in place, then the on_connect reloads; on any
+        failure the half-made connection is closed (never two connections listening)."""
         conn = await connect(self.url, self.options)
         self._lost.clear()
-        conn.add_termination_listener(lambda _c: self._lost.set())
-        for channel in self._handlers:
-            await conn.add_listener(channel, self._dispatch)
         self._conn = conn
-        for callback in self._on_connect:
-            await callback()
+        conn.add_termination_listener(self._terminated)
+        try:
+            for channel in self._handlers:
+                await conn.add_listener(channel, self._dispatch)
+            for callback in self._on_connect:
+                await callback()
+        except BaseException:
+            self._conn = None
+            conn.terminate()
+            raise
+
+    def _terminated(self, conn: object) -> None:
+        if conn is self._conn:  # not one given up on already
+            self._lost.set()
+
+    async def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.is_closed():
+            try:
+                await conn.close(timeout=CLOSE_TIMEOUT_S)
+            except Exception:
+                conn.terminate()
 
     def _dispatch(self, _conn: object, _pid: int, channel: str, payload: object) -> None:
         for handler in self._handlers.get(channel, []):
@@ -67,20 +95,41 @@ class Listener:
             task.add_done_callback(_log_failure)
 
     async def _supervise(self) -> None:
-        delay = 0.2
         while True:
-            await self._lost.wait()
-            log.warning("lost the LISTEN connection; reconnecting")
+            await self._until_lost()
+            await self._close()
+            # the loss starts an outage (one line); the first reconnect is at once
+            self._outage.failed(DatabaseUnavailable("the LISTEN connection was lost"))
             while True:
                 try:
                     await self._connect()
-                    log.info("LISTEN connection restored")
-                    delay = 0.2
-                    break
                 except Exception as exc:
-                    log.warning("reconnect failed (%s); retrying in %.1fs", exc, delay)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 10.0)
+                    await self._outage.pause(exc)
+                    continue
+                self._outage.recovered()
+                break
+
+    async def _until_lost(self) -> None:
+        """Return when the connection closed, or stopped answering (a half-open TCP link to a
+        server that went away without a word is noticed only by asking)."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(PING_S):
+                    await self._lost.wait()
+                return
+            if not await self._answers():
+                return
+
+    async def _answers(self) -> bool:
+        conn = self._conn
+        if conn is None or conn.is_closed():
+            return False
+        try:
+            async with asyncio.timeout(PING_TIMEOUT_S):
+                await conn.execute("SELECT 1")
+        except Exception:
+            return False
+        return True
 
 
 RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
@@ -100,5 +149,10 @@ async def _handle(handler: Handler, payload: str) -> None:
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("notification handler failed", exc_info=task.exception())
+    exc = None if task.cancelled() else task.exception()
+    if exc is None:
+        return
+    if unavailable(exc):  # the database went away meanwhile; on_connect reloads after it
+        log.warning("notification handler gave up: %s", exc)
+    else:
+        log.error("notification handler failed", exc_info=exc)

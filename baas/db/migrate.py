@@ -7,6 +7,7 @@ once apply each migration exactly once; each is recorded with its checksum in
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import re
@@ -45,6 +46,12 @@ def available() -> list[Migration]:
         if match:
             found.append(Migration(int(match[1]), match[2], entry.read_text(encoding="utf-8")))
     return sorted(found, key=lambda m: m.version)
+
+
+@functools.cache
+def latest_version() -> int:
+    """The version of the newest migration shipped with this package."""
+    return available()[-1].version
 
 
 async def migrate(conn: Connection) -> list[Migration]:

@@ -8,7 +8,8 @@ CPU per acquire+release (its release runs in a new task under `asyncio.shield`),
 query of a get-one request itself; here acquire and release are a deque pop and push. Safety rules
 that make that possible: connections carry no session state between requests, a connection comes
 back only from a request that finished normally or failed inside PostgreSQL, and one whose request
-was cancelled or timed out (its query may still be running) is terminated, never reused.
+was cancelled or timed out (its query may still be running), or whose driver failed (see
+`db.errors.connection_failed`), is terminated, never reused.
 """
 
 from __future__ import annotations
@@ -24,13 +25,20 @@ from typing import Any
 import asyncpg
 import orjson
 
-from baas.db.errors import translate
+from baas.db.bells import Bells
+from baas.db.errors import DatabaseUnavailable, connection_failed, translate
 
 log = logging.getLogger("baas.db")
 
 Record = asyncpg.Record
 Connection = asyncpg.Connection
-_DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+_DRIVER_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,  # ConnectionError and TimeoutError among them
+)
+CLOSE_TIMEOUT_S = 2.0  # a clean close of one connection; then it is terminated
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,8 @@ async def connect(url: str, options: PoolOptions | None = None) -> Connection:
             timeout=options.acquire_timeout_s,
         )
         await init_connection(conn)
+    except TimeoutError as exc:  # no answer to a connect: as good as unreachable
+        raise DatabaseUnavailable("could not connect to the database in time") from exc
     except Exception as exc:
         raise _translated(exc) from exc
     return conn
@@ -173,8 +183,8 @@ class ConnectionPool:
         idle, self._idle = list(self._idle), deque()
         for conn in idle:
             self._forget(conn)
-            with contextlib.suppress(Exception):
-                await conn.close(timeout=2)
+        # all at once and bounded: with the database gone, each close would wait its timeout
+        await asyncio.gather(*(_close(conn) for conn in idle))
 
     async def _connect(self) -> Connection:
         conn = await connect(self._url, self._options)
@@ -210,6 +220,10 @@ class Database:
     def __init__(self, pool: ConnectionPool, options: PoolOptions) -> None:
         self.pool = pool
         self.options = options
+        self.bells = Bells(self._notify)
+
+    async def _notify(self, sql: str, *args: Any) -> None:
+        await self.execute(sql, *args)
 
     @classmethod
     async def open(cls, url: str, options: PoolOptions | None = None) -> Database:
@@ -219,7 +233,12 @@ class Database:
         return cls(pool, options)
 
     async def close(self) -> None:
+        await self.bells.close()
         await self.pool.close()
+
+    def ring(self, bell: str) -> None:
+        """What the statement just run (autocommitted) changed: wake its readers."""
+        self.bells.ring(bell)
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:
@@ -234,9 +253,14 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
-        """A transaction: committed on success, rolled back on any error."""
-        async with self.connection() as conn, conn.transaction():
-            yield Tx(conn)
+        """A transaction: committed on success, rolled back on any error; the bells it
+        rang ring once it has committed."""
+        async with self.connection() as conn:
+            tx = Tx(conn)
+            async with conn.transaction():
+                yield tx
+        for bell in tx.rings:
+            self.bells.ring(bell)
 
     # The single-statement methods are the hot path: no context-manager layers, one acquire,
     # one release, errors translated once.
@@ -276,23 +300,34 @@ class Database:
             return await conn.execute(sql, *args)
 
 
+async def _close(conn: Connection) -> None:
+    try:
+        await conn.close(timeout=CLOSE_TIMEOUT_S)
+    except Exception:
+        conn.terminate()
+
+
 def _unsafe(exc: BaseException) -> bool:
-    """After cancellation, a client-side timeout or a driver/socket error a query may still be
-    running on the connection: it must not be reused. After any other error (PostgreSQL rejected
-    a statement, or our own code raised between statements) it is fine."""
-    return not isinstance(exc, Exception) or isinstance(exc, _UNSAFE_AFTER)
-
-
-_UNSAFE_AFTER = (TimeoutError, OSError, asyncpg.InterfaceError)
+    """After cancellation, a client-side timeout, a driver/socket error or the server ending the
+    session, a query may still be running on the connection or the driver's state is unknown: it
+    must not be reused. Errors arrive here raw or already translated (a statement inside a
+    transaction translates its own), so both are recognised. After any other error (PostgreSQL
+    rejected a statement, or our own code raised between statements) it is fine."""
+    return not isinstance(exc, Exception) or connection_failed(exc)
 
 
 class Tx:
     """A connection inside a transaction, with the same methods (and translation) as Database."""
 
-    __slots__ = ("conn",)
+    __slots__ = ("conn", "rings")
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        self.rings: set[str] = set()
+
+    def ring(self, bell: str) -> None:
+        """Wake the readers of `bell` once this transaction commits (never if it does not)."""
+        self.rings.add(bell)
 
     async def fetch(self, sql: str, *args: Any) -> list[Record]:
         with translating():

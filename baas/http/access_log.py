@@ -5,6 +5,9 @@ accumulated into one block, and a writer thread makes the single `write` syscall
 holds no GIL), so a slow log destination never blocks the loop. A Python thread that formats lines
 itself would contend for the GIL with the event loop and halve throughput (measured). If the writer
 falls behind by more than `MAX_PENDING` lines, the oldest are dropped rather than growing memory.
+
+What a client sent (the method, the percent-decoded path) is written through `printable`: a CR or
+LF could otherwise forge whole lines, and an ESC drive the terminal of whoever reads the log.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import asyncio
 import contextlib
 import os
 import queue
+import re
 import sys
 import threading
 import time
@@ -24,6 +28,19 @@ MAX_PENDING = 100_000
 FLUSH_EVERY_S = 0.2
 
 _Entry = tuple[float, str, str, int, float, str]
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\\]")  # C0, DEL, C1, and the escape character
+_CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f-\x9f\\]")
+
+
+def printable(text: str, *, spaces: bool = False) -> str:
+    r"""`text` with control characters written as `\xNN` (and `\` as `\\`, so the escape
+    is unambiguous); with `spaces`, spaces too (one field of a space-separated line)."""
+    return (_CONTROL_OR_SPACE if spaces else _CONTROL).sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return "\\\\" if char == "\\" else f"\\x{ord(char):02x}"
 
 
 class AccessLog:
@@ -97,11 +114,12 @@ class AccessLog:
                 "ts": stamp,
                 "level": "info",
                 "logger": "baas.access",
-                "method": method,
-                "path": path,
+                "method": printable(method),
+                "path": printable(path),
                 "status": status,
                 "ms": round(ms, 2),
                 "request_id": rid,
             }
             return orjson.dumps(entry).decode() + "\n"
+        method, path = printable(method, spaces=True), printable(path, spaces=True)
         return f"{stamp} INFO    baas.access: {method} {path} {status} {ms:.1f}ms {rid}\n"

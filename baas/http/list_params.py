@@ -1,6 +1,8 @@
-"""Query-string parsing for list endpoints: bounded integers, booleans, sort specs, unknown keys.
+"""Query-string parsing: bounded integers, booleans, sort specs, unknown keys.
 
-Generic: no knowledge of collections. Each bad value is a 400 `invalid_parameter` naming it.
+Generic: no knowledge of collections. Each bad value is a 400 naming it (`invalid_parameter`,
+or `invalid_boolean` for a boolean that is not exactly `true` or `false`). Every boolean query
+parameter of the API is read by `boolean`.
 """
 
 from __future__ import annotations
@@ -33,16 +35,23 @@ def bounded_int(query: Mapping[str, str], name: str, default: int, low: int, hig
     return value
 
 
-def boolean(query: Mapping[str, str], name: str) -> bool:
+def boolean(query: Mapping[str, str], name: str, default: bool = False) -> bool:
+    """A boolean query parameter: exactly `true` or `false` (absent: `default`). Anything else
+    (`1`, `True`, `yes`, empty) is a 400 `invalid_boolean`, never a guess: `?keep_current=1`
+    read as false would end the caller's own session."""
     raw = query.get(name)
     if raw is None:
-        return False
-    lowered = raw.lower()
-    if lowered in ("1", "true", "yes", ""):
+        return default
+    if raw == "true":
         return True
-    if lowered in ("0", "false", "no"):
+    if raw == "false":
         return False
-    raise InvalidParameter(f"{name} must be true or false", parameter=name)
+    raise InvalidParameter(
+        f"{name} must be true or false, not {raw[:40]!r}",
+        code="invalid_boolean",
+        parameter=name,
+        value=raw[:40],
+    )
 
 
 def text(query: Mapping[str, str], name: str, limit: int = MAX_PARAM_LENGTH) -> str | None:

@@ -1,7 +1,10 @@
-"""Reading requests: the app context, the caller's identity, the request id and JSON bodies."""
+"""Reading requests: the app context, the caller's identity, the request id and JSON bodies
+(parsed with exact integers)."""
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 import orjson
@@ -49,11 +52,64 @@ async def read_json(request: Request) -> Any:
     body = await request.body()
     if not body:
         raise MalformedJson("the request body is empty; send a JSON object")
+    return parse_json(body)
+
+
+# orjson reads an integer outside [-2**63, 2**64 - 1] as a float, silently (-9223372036854775809
+# becomes -9223372036854775808.0), and refuses a number past a double's range as if the body
+# were not JSON. Such bodies are read again, exactly, so that the field the number is for can
+# refuse it by name. An integer orjson would round has at least 19 digits in a row.
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+
+
+def parse_json(body: bytes) -> Any:
+    """A JSON document as Python values, every number exactly as written (an integer as an int
+    of any size, a number past a double's range as infinity), so that a value out of a field's
+    range is refused by the field, never rounded; MalformedJson (with position) if not JSON."""
     try:
-        return orjson.loads(body)
+        value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        if "infinity" in exc.msg:
+            return _exact(body)
         raise MalformedJson(
             f"the body is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}",
             line=exc.lineno,
             column=exc.colno,
         ) from None
+    if _LONG_DIGITS.search(body):
+        return _exact(body)
+    return value  # the common case: orjson's numbers are exact
+
+
+def _exact(body: bytes) -> Any:
+    try:
+        value = json.loads(body, parse_constant=_not_json)
+        _check_text(value)
+    except (ValueError, RecursionError) as exc:  # also past Python's 4300-digit integers
+        raise MalformedJson(f"the body is not valid JSON: {_reason(exc)}") from None
+    return value
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON value")
+
+
+def _check_text(value: Any) -> None:
+    """Strings and keys must be UTF-8 (no lone surrogates), as orjson itself demands."""
+    if isinstance(value, str):
+        value.encode()
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            key.encode()
+            _check_text(item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_text(item)
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, RecursionError):
+        return "it nests too deep"
+    if isinstance(exc, UnicodeError):
+        return "it is not UTF-8 text"
+    return str(exc).split(":")[0][:120]

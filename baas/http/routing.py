@@ -1,5 +1,6 @@
 """One route per path with a handler per method, so 405 answers carry the full `Allow` list and
-the router scans each path once."""
+the router scans each path once. HEAD is answered wherever GET is, by GET's handler: the server
+sends the same status and headers (Content-Length of GET's body included) and drops the body."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ Handler = Callable[[Request], Awaitable[Response]]
 def route(path: str, **handlers: Handler) -> Route:
     """`route("/x", GET=list_x, POST=create_x)`."""
     by_method = {method.upper(): handler for method, handler in handlers.items()}
+    if "GET" in by_method:
+        by_method.setdefault("HEAD", by_method["GET"])
 
     async def endpoint(request: Request) -> Response:
         return await by_method[request.method](request)

@@ -9,8 +9,6 @@ instance was down runs once when one comes back.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,6 +19,7 @@ from croniter import croniter
 
 from baas.db.pool import Database
 from baas.jobs import queue
+from baas.loops import Loop
 
 log = logging.getLogger("baas.jobs")
 TICK_S = 5.0  # minute resolution: a tick this often is at most a few seconds late
@@ -101,27 +100,20 @@ async def tick(db: Database, names: Sequence[str]) -> list[str]:
 class Cron:
     """Ticks while the process runs."""
 
-    def __init__(self, db: Database, entries: Sequence[CronEntry], tick_s: float = TICK_S) -> None:
+    def __init__(
+        self, db: Database, entries: Sequence[CronEntry], tick_s: float | None = None
+    ) -> None:
         self.db = db
         self.entries = list(entries)
-        self.tick_s = tick_s
-        self._task: asyncio.Task[None] | None = None
+        self.tick_s = TICK_S if tick_s is None else tick_s
+        self.loop = Loop("cron", self._tick, every_s=self.tick_s, log=log, first_now=True)
 
     async def start(self) -> None:
         await sync(self.db, self.entries)
-        self._task = asyncio.create_task(self._run(), name="baas-cron")
+        self.loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self.loop.stop()
 
-    async def _run(self) -> None:
-        names = [e.name for e in self.entries]
-        while True:
-            try:
-                await tick(self.db, names)
-            except Exception:
-                log.exception("cron tick failed; trying again")
-            await asyncio.sleep(self.tick_s)
+    async def _tick(self) -> None:
+        await tick(self.db, [e.name for e in self.entries])

@@ -1,9 +1,11 @@
 """The job queue's statements: enqueue (inside the caller's transaction), claim, finish, retry,
 and what admins do with jobs (list, show, retry, cancel).
 
-A job is a row of `baas.jobs` (`0006_jobs.sql`). Enqueueing is an INSERT plus a NOTIFY on the
-caller's connection, so a job exists if and only if the caller's transaction commits, and workers
-hear of it only then. Handlers say how a run ended by returning (done) or raising `Retry`
+A job is a row of `baas.jobs` (`0006_jobs.sql`). Enqueueing is an INSERT on the caller's
+connection, so a job exists if and only if the caller's transaction commits; this process's worker
+is woken once it has (`baas.db.bells`: no NOTIFY inside the caller's transaction, which would
+serialise its commit), and the other instances' workers find it on their next poll.
+Handlers say how a run ended by returning (done) or raising `Retry`
 (again later, maybe at a time the provider asked for) or `Fail` (dead at once); any other
 exception is retried with backoff until the job's attempts run out.
 """
@@ -15,10 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from baas.db import bells
 from baas.db.pool import Executor, Record
 from baas.errors import Conflict, InvalidParameter, NotFound
 
-CHANNEL = "baas_jobs"
+CHANNEL = bells.JOBS
 STATUSES = ("queued", "running", "done", "dead", "cancelled")
 DEFAULT_MAX_ATTEMPTS = 10
 MAX_ERROR_LENGTH = 2000
@@ -80,7 +83,7 @@ async def enqueue(
         max_attempts,
         key,
     )
-    await tx.execute("SELECT pg_notify($1, '')", CHANNEL)  # one per transaction, on commit
+    tx.ring(CHANNEL)  # after commit
     return job_id
 
 

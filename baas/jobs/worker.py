@@ -3,7 +3,8 @@
 Up to `concurrency` jobs run at once. The worker wakes on the queue's NOTIFY (a job committed),
 when one of its jobs finishes, and every `poll_s` (jobs that were scheduled or backed off become
 due without a notification). While jobs run it renews their leases; each poll also hands back
-jobs whose worker died. On shutdown, jobs still running are given back to the queue.
+jobs whose worker died. On shutdown, jobs still running are given back to the queue. While the
+database is down both loops back off and log the outage once (`baas.loops`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from itertools import count
 from baas.db.pool import Database
 from baas.jobs import queue
 from baas.jobs.queue import Fail, Job, Retry
+from baas.loops import Loop, unavailable
 
 log = logging.getLogger("baas.jobs")
 
@@ -47,19 +49,17 @@ class Worker:
         self.handlers = dict(handlers)
         self.options = options
         self.name = f"{socket.gethostname()}:{os.getpid()}:{next(_ids)}"
-        self._wake = asyncio.Event()
         self._running: dict[int, asyncio.Task[None]] = {}
-        self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
+        self.claims = Loop("jobs worker", self._claim_pass, every_s=options.poll_s, log=log)
+        self.leases = Loop("job leases", self._renew_pass, every_s=options.lease_s / 3, log=log)
 
     def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._claim_loop(), name="baas-jobs"),
-            asyncio.create_task(self._lease_loop(), name="baas-jobs-leases"),
-        ]
+        self.claims.start()
+        self.leases.start()
 
     def wake(self, _payload: str = "") -> None:
-        self._wake.set()
+        self.claims.wake()
 
     @property
     def busy(self) -> int:
@@ -68,11 +68,8 @@ class Worker:
     async def stop(self) -> None:
         """Stop claiming; let running jobs finish for a moment, then hand them back."""
         self._stopping = True
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self.claims.stop()
+        await self.leases.stop()
         if self._running:
             await asyncio.wait(set(self._running.values()), timeout=self.options.shutdown_grace_s)
         left = list(self._running)
@@ -82,18 +79,10 @@ class Worker:
             with contextlib.suppress(Exception):
                 await queue.release(self.db, self.name, left)
 
-    async def _claim_loop(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.options.poll_s):
-                    await self._wake.wait()
-            self._wake.clear()
-            try:
-                await queue.requeue_abandoned(self.db)
-                while await self._claim_some():
-                    pass
-            except Exception:
-                log.exception("job queue unavailable; trying again shortly")
+    async def _claim_pass(self) -> None:
+        await queue.requeue_abandoned(self.db)
+        while await self._claim_some():
+            pass
 
     async def _claim_some(self) -> bool:
         """Claim as many jobs as there are free slots; True if every slot could be filled."""
@@ -110,7 +99,7 @@ class Worker:
     def _done(self, job_id: int, _task: object = None) -> None:
         self._running.pop(job_id, None)
         if not self._stopping:
-            self._wake.set()  # a slot is free: there may be more work
+            self.claims.wake()  # a slot is free: there may be more work
 
     async def _run(self, job: Job) -> None:
         handler = self.handlers.get(job.kind)
@@ -131,7 +120,10 @@ class Worker:
             await self._settle_failure(job, f"timed out after {self.options.timeout_s:g} s")
             return
         except Exception as exc:
-            log.exception("job %d (%s) failed", job.id, job.kind)
+            if unavailable(exc):  # the database (or storage) is down: one line, no traceback
+                log.warning("job %d (%s) failed: %s", job.id, job.kind, exc)
+            else:
+                log.exception("job %d (%s) failed", job.id, job.kind)
             await self._settle_failure(job, f"{type(exc).__name__}: {exc}")
             return
         await self._safely(queue.finish(self.db, self.name, job.id))
@@ -156,15 +148,12 @@ class Worker:
         # once, never lost.
         try:
             await settle
-        except Exception:
-            log.exception("could not record a job's outcome; it will run again")
+        except Exception as exc:
+            if not unavailable(exc):
+                log.exception("could not record a job's outcome; it will run again")
+            else:
+                log.warning("could not record a job's outcome (%s); it will run again", exc)
 
-    async def _lease_loop(self) -> None:
-        every = self.options.lease_s / 3
-        while True:
-            await asyncio.sleep(every)
-            if self._running:
-                try:
-                    await queue.renew(self.db, self.name, list(self._running), self.options.lease_s)
-                except Exception:
-                    log.exception("could not renew job leases")
+    async def _renew_pass(self) -> None:
+        if self._running:
+            await queue.renew(self.db, self.name, list(self._running), self.options.lease_s)

@@ -10,7 +10,7 @@ from baas.schema.models import Collection
 
 _QUERY = [
     ("thumb", "A thumbnail size the field declares, such as 100x100."),
-    ("download", "1: send as an attachment."),
+    ("download", "true: send as an attachment (true or false only)."),
     ("token", "A file token (POST /api/files/token) for protected files."),
 ]
 

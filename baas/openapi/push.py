@@ -1,4 +1,4 @@
-"""OpenAPI paths of push: devices, topics, sending and message status."""
+"""OpenAPI paths of push: devices, topics, sending, message status and the development outbox."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ _TEXT = {"type": "string"}
 _IDS = {"type": "array", "items": {"type": "string", "format": "uuid"}}
 _DEVICE_IN = {
     "type": "object",
-    "required": ["platform", "token", "app_id"],
+    "required": ["platform", "token"],
     "properties": {
         "platform": {"enum": ["ios", "android"]},
         "token": _TEXT,
@@ -64,6 +64,37 @@ _MESSAGE = {
         },
         "total": {"type": ["integer", "null"]},
         "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "failures": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "status": {"enum": ["failed", "retrying"]},
+                    "reason": _TEXT,
+                    "devices": {"type": "integer"},
+                },
+            },
+        },
+    },
+}
+_OUTBOX_ENTRY = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "format": "uuid"},
+        "created": {"type": "string", "format": "date-time"},
+        "message_id": {"type": "string", "format": "uuid"},
+        "device_id": {"type": "string", "format": "uuid"},
+        "user_id": {"type": ["string", "null"], "format": "uuid"},
+        "install_id": {"type": ["string", "null"]},
+        "platform": {"enum": ["ios", "android"]},
+        "app": _TEXT,
+        "app_id": _TEXT,
+        "token_end": _TEXT,
+        "locale": {"type": ["string", "null"]},
+        "title": _TEXT,
+        "body": _TEXT,
+        "headers": {"type": "object", "additionalProperties": _TEXT},
+        "payload": {"type": "object"},
     },
 }
 
@@ -102,6 +133,7 @@ def push_paths() -> dict[str, Any]:
                 "201",
                 _DEVICE,
                 "400",
+                "409",
                 body=_DEVICE_IN,
             ),
         },
@@ -123,7 +155,15 @@ def push_paths() -> dict[str, Any]:
         },
         "/api/push/send": {
             "post": _op(
-                "sendPush", "Queue a notification", "202", _MESSAGE, "400", "401", "403", body=_SEND
+                "sendPush",
+                "Queue a notification",
+                "202",
+                _MESSAGE,
+                "400",
+                "401",
+                "403",
+                "409",
+                body=_SEND,
             ),
         },
         "/api/push/messages/{id}": {
@@ -143,5 +183,25 @@ def push_paths() -> dict[str, Any]:
             "post": _op(
                 "cancelPush", "Cancel a scheduled message", "200", _MESSAGE, "403", "404", "409"
             ),
+        },
+        "/api/push/outbox": {
+            "get": _op(
+                "pushOutbox",
+                "What the development outbox kept, newest first",
+                "200",
+                {
+                    "type": "object",
+                    "properties": {
+                        "items": {"type": "array", "items": _OUTBOX_ENTRY},
+                        "next_before": {"type": ["string", "null"], "format": "uuid"},
+                    },
+                },
+                "400",
+                "403",
+            ),
+        },
+        "/api/push/outbox/{id}": {
+            "parameters": [_path("id", "uuid")],
+            "get": _op("pushOutboxEntry", "One outbox entry", "200", _OUTBOX_ENTRY, "403", "404"),
         },
     }

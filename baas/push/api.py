@@ -1,4 +1,5 @@
-"""HTTP routes for push: devices, topic subscriptions, sending and message status."""
+"""HTTP routes for push: devices, topic subscriptions, sending, message status and the
+development outbox."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from baas.http import list_params
 from baas.http.request import context, identity, read_json
 from baas.http.responses import json_response, no_content
 from baas.http.routing import route
-from baas.push import devices, service
+from baas.push import devices, outbox, service
 from baas.records.validation import record_id
 
 DELIVERY_STATUSES = ("queued", "sending", "retrying", "sent", "failed")
@@ -94,6 +95,33 @@ async def cancel_message(request: Request) -> Response:
     return json_response(await service.cancel(context(request), request.path_params["id"]))
 
 
+async def list_outbox(request: Request) -> Response:
+    _admin(request)
+    q = request.query_params
+    list_params.reject_unknown(q, ("user_id", "message_id", "before", "limit"))
+    ids = {name: _id_param(q.get(name), name) for name in ("user_id", "message_id", "before")}
+    limit = list_params.bounded_int(q, "limit", 50, 1, outbox.LIST_MAX)
+    items = await outbox.entries(context(request).db, **ids, limit=limit)
+    return json_response(
+        {"items": items, "next_before": items[-1]["id"] if len(items) == limit else None}
+    )
+
+
+async def get_outbox_entry(request: Request) -> Response:
+    _admin(request)
+    list_params.reject_unknown(request.query_params, ())
+    return json_response(await outbox.entry(context(request).db, request.path_params["id"]))
+
+
+def _id_param(value: str | None, name: str) -> str | None:
+    if value is None:
+        return None
+    canonical = record_id(value)
+    if canonical is None:
+        raise InvalidParameter(f"{name} must be an id, not {value[:60]!r}", parameter=name)
+    return canonical
+
+
 def _admin(request: Request) -> None:
     service.require_admin(identity(request))
 
@@ -107,4 +135,6 @@ routes = [
     route("/api/push/messages/{id}", GET=get_message),
     route("/api/push/messages/{id}/deliveries", GET=message_deliveries),
     route("/api/push/messages/{id}/cancel", POST=cancel_message),
+    route("/api/push/outbox", GET=list_outbox),
+    route("/api/push/outbox/{id}", GET=get_outbox_entry),
 ]

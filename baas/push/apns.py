@@ -75,9 +75,9 @@ class ApnsProvider:
             device_token=device.token,
             message=payload(note),
             time_to_live=note.ttl,
-            priority=10 if note.priority == "high" and _alerts(note) else 5,
+            priority=priority(note),
             collapse_key=note.collapse_key,
-            push_type=PushType.ALERT if _alerts(note) else PushType.BACKGROUND,
+            push_type=push_type(note),
         )
         try:
             async with asyncio.timeout(self.timeout_s):
@@ -143,6 +143,17 @@ def _forgiving(base: type) -> Any:
 
 def _alerts(note: Notification) -> bool:
     return bool(note.title or note.body)
+
+
+def priority(note: Notification) -> int:
+    """`apns-priority`: 10 (at once) for high-priority alerts; 5 otherwise (Apple requires 5
+    for background pushes)."""
+    return 10 if note.priority == "high" and _alerts(note) else 5
+
+
+def push_type(note: Notification) -> PushType:
+    """`apns-push-type`: an alert, or a background (data-only) update."""
+    return PushType.ALERT if _alerts(note) else PushType.BACKGROUND
 
 
 def payload(note: Notification) -> dict[str, Any]:

@@ -24,7 +24,8 @@ from baas.db.sqltree import Compiled, Params, template
 from baas.errors import ApiError
 from baas.jobs import queue
 from baas.jobs.queue import Fail, Job, Retry
-from baas.push import access
+from baas.push import access, outbox
+from baas.push.apps import no_app
 from baas.push.notification import Notification, Target
 from baas.push.provider import Device, Outcome
 from baas.push.senders import Senders
@@ -161,7 +162,7 @@ class Deliverer:
         if row is None or row["state"] not in ("sending", "done"):
             return
         note = Notification.from_json(row["notification"])
-        retrying, waits = 0, []
+        retrying, waits, kept = 0, [], False
         cursor = None
         size = self.ctx.settings.push_concurrency
         while True:
@@ -172,11 +173,13 @@ class Deliverer:
                 break
             cursor = rows[-1]["device_id"]
             outcomes = await asyncio.gather(*(self._send(r, note) for r in rows))
-            await self._record(message, rows, outcomes, final=job.last_attempt)
+            kept = await self._record(message, rows, outcomes, final=job.last_attempt) or kept
             retries = [o for o in outcomes if o.verdict == "retry"]
             retrying += len(retries)
             waits += [o.retry_after_s for o in retries if o.retry_after_s is not None]
         await self.ctx.db.execute(_FINISH, message)
+        if kept:
+            await outbox.trim(self.ctx.db)
         if retrying and not job.last_attempt:
             raise Retry(f"{retrying} sends failed for now; retrying", max(waits) if waits else None)
 
@@ -190,9 +193,7 @@ class Deliverer:
         )
         provider = self.senders.provider_for(device.platform, device.app_id)
         if provider is None:
-            return Outcome(
-                "failed", f"no push app configured for {device.platform} app {device.app_id}"
-            )
+            return Outcome("failed", no_app(self.senders.apps(), device.platform, device.app_id))
         try:
             return await provider.send(device, note.for_locale(device.locale))
         except Exception as exc:  # a provider bug must not lose the batch's other outcomes
@@ -201,8 +202,11 @@ class Deliverer:
 
     async def _record(
         self, message: str, rows: Sequence[Any], outcomes: Sequence[Outcome], *, final: bool
-    ) -> None:
+    ) -> bool:
+        """Record the outcomes in one statement (with the outbox's entries, in one transaction);
+        whether any went to the outbox."""
         ids, statuses, reasons, pids, dead, dead_reasons = [], [], [], [], [], []
+        kept = [o.kept for o in outcomes if o.kept is not None]
         for row, o in zip(rows, outcomes, strict=True):
             ids.append(row["device_id"])
             statuses.append(_status(o, final))
@@ -211,9 +215,14 @@ class Deliverer:
             if o.verdict == "dead":
                 dead.append(row["device_id"])
                 dead_reasons.append(o.reason)
-        await self.ctx.db.execute(
-            _RECORD, message, ids, statuses, reasons, pids, dead, dead_reasons
-        )
+        args = (message, ids, statuses, reasons, pids, dead, dead_reasons)
+        if not kept:
+            await self.ctx.db.execute(_RECORD, *args)
+            return False
+        async with self.ctx.db.transaction() as tx:
+            await tx.execute(_RECORD, *args)
+            await outbox.keep(tx, message, kept)
+        return True
 
 
 def _status(o: Outcome, final: bool) -> str:

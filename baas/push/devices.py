@@ -1,6 +1,10 @@
 """Push devices and topic subscriptions: register (re-registering a token updates it), list,
 unregister; subscribe a device or a whole user to a topic.
 
+A device is registered only for an app `push.apps` configures (409 push_not_configured
+otherwise), so what is registered can be sent to; `app_id` may be left out when one app serves
+the device's platform, and the device is then kept with that app's bundle id or package.
+
 A device belongs to the signed-in user who registered it, or to an anonymous install (the
 install id it registered with, which it must show again to manage it). A token re-registered by
 another owner moves to them and leaves its old topics. Each owner keeps at most
@@ -10,13 +14,15 @@ another owner moves to them and leaves its old topics. Each owner keeps at most
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from baas.auth.identity import Identity
 from baas.context import AppContext
-from baas.errors import Forbidden, NotFound, ValidationFailed, field_error
+from baas.errors import Conflict, Forbidden, NotFound, ValidationFailed, field_error
 from baas.push import access
+from baas.push.apps import VENDOR, PushApp, find_app, no_app, serving
 from baas.push.notification import valid_topic
 from baas.records.validation import record_id
 from baas.storage.uploads import new_record_id
@@ -60,44 +66,98 @@ def owner(caller: Identity, body_user: Any, install_id: Any) -> Owner:
     )
 
 
+_DEVICE_KEYS = ("platform", "token", "app_id", "locale", "name", "install_id", "user_id")
+
+
 def _parse_device(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ValidationFailed({"body": field_error("invalid_body", "send a JSON object")})
     problems: dict[str, dict[str, str]] = {}
-    platform, token = body.get("platform"), body.get("token")
+    platform = body.get("platform")
     if platform not in ("ios", "android"):
-        problems["platform"] = field_error("invalid", "ios or android")
-    pattern = APNS_TOKEN if platform == "ios" else FCM_TOKEN
-    if not isinstance(token, str) or not pattern.fullmatch(token):
-        what = "hex APNs device token" if platform == "ios" else "FCM registration token"
-        problems["token"] = field_error("invalid", f"the app's {what}")
-    checks = (("app_id", APP_ID, True), ("locale", LOCALE, False))
-    for key, rule, required in checks:
+        problems["platform"] = _platform_problem(platform)
+    else:
+        problem = _token_problem(platform, body.get("token"))
+        if problem is not None:
+            problems["token"] = problem
+    for key, rule, expected in (
+        ("app_id", APP_ID, "an app id: send the bundle id (iOS) or package name (Android)"),
+        ("locale", LOCALE, "a locale: send a language (fr) or language and region (pt_BR)"),
+    ):
         value = body.get(key)
-        if (value is None and required) or (
-            value is not None and not (isinstance(value, str) and rule.fullmatch(value))
-        ):
-            problems[key] = field_error(
-                "invalid",
-                "the app's bundle id or package name"
-                if key == "app_id"
-                else "a locale such as fr or pt_BR",
-            )
+        if value is not None and not (isinstance(value, str) and rule.fullmatch(value)):
+            problems[key] = field_error("invalid_value", f"{_shown(value)} is not {expected}")
     name = body.get("name")
     if name is not None and (not isinstance(name, str) or len(name) > 100):
-        problems["name"] = field_error("invalid", "at most 100 characters")
-    unknown = set(body) - {"platform", "token", "app_id", "locale", "name", "install_id", "user_id"}
-    for key in unknown:
-        problems[str(key)[:100]] = field_error("unknown", "unknown key")
+        problems["name"] = field_error(
+            "too_long", "the device's name is at most 100 characters of text"
+        )
+    for key in set(body) - set(_DEVICE_KEYS):
+        problems[str(key)[:100]] = field_error(
+            "unknown_field", f"a device has no {str(key)[:100]!r}: send {', '.join(_DEVICE_KEYS)}"
+        )
     if problems:
         raise ValidationFailed(problems)
     return {k: body.get(k) for k in ("platform", "token", "app_id", "locale", "name")}
+
+
+def _shown(value: Any) -> str:
+    """A client's value as an error message quotes it (cut short)."""
+    text = repr(value) if isinstance(value, str) else type(value).__name__
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _platform_problem(platform: Any) -> dict[str, str]:
+    if platform is None:
+        return field_error("required", "the device's platform is missing: send ios or android")
+    return field_error(
+        "invalid_choice", f"{_shown(platform)} is not a platform: send ios or android"
+    )
+
+
+def _token_problem(platform: str, token: Any) -> dict[str, str] | None:
+    vendor = VENDOR[platform][0]
+    what = "APNs device token" if platform == "ios" else "FCM registration token"
+    if token is None:
+        return field_error("required", f"the {what} is missing: send the one {vendor} gave the app")
+    pattern = APNS_TOKEN if platform == "ios" else FCM_TOKEN
+    if isinstance(token, str) and pattern.fullmatch(token):
+        return None
+    shape = "64 or more hex digits" if platform == "ios" else "20-4096 of A-Z a-z 0-9 _ : -"
+    got = f"{len(token)} characters" if isinstance(token, str) else f"a {type(token).__name__}"
+    return field_error("invalid_value", f"not an {what} ({got}): expected {shape}")
+
+
+def _app_id(apps: Mapping[str, PushApp], platform: str, app_id: str | None) -> str:
+    """The app id a device is kept with: the one it sent, if a configured app takes it, else
+    the only app of its platform's. 409 push_not_configured when no app would send to it."""
+    mine = serving(apps, platform)
+    fix = "an admin adds it to the runtime setting push.apps (see the README's Push section)"
+    if not mine:
+        raise Conflict(f"{no_app(apps, platform)}: {fix}", code="push_not_configured")
+    if app_id is None:
+        if len(mine) == 1:
+            return mine[0].app_id_for(platform)
+        _, name, what = VENDOR[platform]
+        raise ValidationFailed(
+            {
+                "app_id": field_error(
+                    "required",
+                    f"{len(mine)} {name} apps are configured, so the device must say which it"
+                    f" belongs to: send app_id, the {what} your app was built with",
+                )
+            }
+        )
+    if find_app(apps, platform, app_id) is None:
+        raise Conflict(f"{no_app(apps, platform, app_id)}: {fix}", code="push_not_configured")
+    return app_id
 
 
 async def register(ctx: AppContext, caller: Identity, body: Any) -> tuple[dict[str, Any], bool]:
     """(the device, whether it is new)."""
     values = _parse_device(body)
     who = owner(caller, body.get("user_id"), body.get("install_id"))
+    values["app_id"] = _app_id(ctx.runtime["push.apps"], values["platform"], values["app_id"])
     async with ctx.db.transaction() as tx:
         old = await tx.fetchrow(
             "SELECT id, user_id, install_id FROM baas.push_devices"

@@ -113,7 +113,7 @@ class _Problems:
     def __init__(self) -> None:
         self.fields: dict[str, dict[str, str]] = {}
 
-    def add(self, path: str, message: str, code: str = "invalid") -> None:
+    def add(self, path: str, message: str, code: str = "invalid_value") -> None:
         self.fields.setdefault(path, field_error(code, message))
 
 
@@ -125,7 +125,11 @@ def parse_send(body: Any, now: datetime | None = None) -> SendRequest:
     known = {"users", "devices", "topics", "filter", "send_at", *_KEYS}
     for key in body:
         if key not in known:
-            problems.add(str(key)[:100], "unknown key; see the README's Push section", "unknown")
+            problems.add(
+                str(key)[:100],
+                f"a push message has no {str(key)[:100]!r}: see the README's Push section",
+                "unknown_field",
+            )
     target = _target(body, problems)
     note = parse_notification(body, problems)
     send_at = _send_at(body.get("send_at"), now or datetime.now(UTC), problems)
@@ -140,10 +144,14 @@ def _target(body: Mapping[str, Any], problems: _Problems) -> Target:
     topics = _topics(body.get("topics"), problems)
     text = body.get("filter")
     if text is not None and (not isinstance(text, str) or not text.strip()):
-        problems.add("filter", "a filter over users, such as \"team = 'red'\"")
+        problems.add("filter", "the filter is empty: send one over users, e.g. \"team = 'red'\"")
         text = None
     if not (users or devices or topics or text):
-        problems.add("users", "name at least one of users, devices, topics or filter", "required")
+        problems.add(
+            "users",
+            "no recipients: send users, devices, topics or filter (one at least)",
+            "required",
+        )
     return Target(users, devices, topics, text)
 
 
@@ -151,11 +159,12 @@ def _ids(value: Any, name: str, problems: _Problems) -> tuple[str, ...]:
     if value is None:
         return ()
     if not isinstance(value, list) or len(value) > MAX_IDS:
-        problems.add(name, f"a list of at most {MAX_IDS} ids")
+        problems.add(name, f"must be a list of at most {MAX_IDS} ids", "too_many")
         return ()
     ids = [record_id(v) if isinstance(v, str) else None for v in value]
     if None in ids:
-        problems.add(name, "every item must be an id")
+        bad = next(v for v, i in zip(value, ids, strict=True) if i is None)
+        problems.add(name, f"{str(bad)[:60]!r} is not an id", "invalid_id")
         return ()
     return tuple(dict.fromkeys(i for i in ids if i))
 
@@ -164,10 +173,13 @@ def _topics(value: Any, problems: _Problems) -> tuple[str, ...]:
     if value is None:
         return ()
     if not isinstance(value, list) or len(value) > MAX_TOPICS:
-        problems.add("topics", f"a list of at most {MAX_TOPICS} topic names")
+        problems.add("topics", f"must be a list of at most {MAX_TOPICS} topic names", "too_many")
         return ()
     if not all(isinstance(t, str) and valid_topic(t) for t in value):
-        problems.add("topics", "topic names are 1-200 of A-Z a-z 0-9 - _ . ~ %")
+        bad = next(t for t in value if not (isinstance(t, str) and valid_topic(t)))
+        problems.add(
+            "topics", f"{str(bad)[:60]!r} is not a topic name: 1-200 of A-Z a-z 0-9 - _ . ~ %"
+        )
         return ()
     return tuple(dict.fromkeys(value))
 
@@ -183,15 +195,16 @@ def parse_notification(body: Mapping[str, Any], problems: _Problems) -> Notifica
         if text is None:
             continue
         if not isinstance(text, str) or len(text) > MAX_TEXT or "\x00" in text:
-            problems.add(key, f"text of at most {MAX_TEXT} characters")
+            problems.add(key, *_text_problem(text))
         else:
             values[key] = text
     if len(values.get("collapse_key", "").encode()) > MAX_COLLAPSE_KEY_BYTES:
-        problems.add("collapse_key", "at most 64 bytes (APNs' limit)")
+        size = len(values["collapse_key"].encode())
+        problems.add("collapse_key", f"is {size} bytes: APNs takes at most 64", "too_long")
     _numbers(body, values, problems)
     _extras(body, values, problems)
     if not (values.get("title") or values.get("body") or values.get("data")):
-        problems.add("title", "a notification needs a title, a body or data", "required")
+        problems.add("title", "the notification is empty: send a title, a body or data", "required")
     return Notification(**values)
 
 
@@ -199,17 +212,23 @@ def _numbers(body: Mapping[str, Any], values: dict[str, Any], problems: _Problem
     badge, ttl = body.get("badge"), body.get("ttl")
     if badge is not None:
         if isinstance(badge, bool) or not isinstance(badge, int) or not 0 <= badge <= 99_999:
-            problems.add("badge", "a whole number from 0 to 99999")
+            problems.add("badge", f"{str(badge)[:20]} is not a badge: 0 to 99999", "out_of_range")
         else:
             values["badge"] = badge
     if ttl is not None:
         if isinstance(ttl, bool) or not isinstance(ttl, int) or not 0 <= ttl <= MAX_TTL_S:
-            problems.add("ttl", f"seconds, from 0 to {MAX_TTL_S}")
+            problems.add(
+                "ttl", f"{str(ttl)[:20]} is not a ttl: 0 to {MAX_TTL_S} seconds", "out_of_range"
+            )
         else:
             values["ttl"] = ttl
     priority = body.get("priority", "high")
     if priority not in ("high", "normal"):
-        problems.add("priority", "high or normal")
+        problems.add(
+            "priority",
+            f"{str(priority)[:20]!r} is not a priority: high or normal",
+            "invalid_choice",
+        )
     else:
         values["priority"] = priority
 
@@ -218,22 +237,37 @@ def _extras(body: Mapping[str, Any], values: dict[str, Any], problems: _Problems
     image = body.get("image")
     if image is not None:
         if not _https_url(image):
-            problems.add("image", "an https URL")
+            problems.add("image", "not an https URL (the device fetches it)", "invalid_url")
         else:
             values["image"] = image
     data = body.get("data")
     if data is not None:
         if not isinstance(data, dict) or "aps" in data:
-            problems.add("data", "an object of your own keys (not 'aps')")
+            problems.add("data", _data_problem(data))
         elif (size := _json_size(data)) is None:
-            problems.add("data", "nested too deeply")
+            problems.add("data", "nested too deeply to send", "too_deep")
         elif size > MAX_DATA_BYTES:
-            problems.add("data", f"at most {MAX_DATA_BYTES} bytes as JSON")
+            problems.add("data", f"is {size} bytes as JSON: at most {MAX_DATA_BYTES}", "too_large")
         else:
             values["data"] = data
     locales = body.get("locales")
     if locales is not None:
         values["locales"] = _locales(locales, problems)
+
+
+def _text_problem(text: Any) -> tuple[str, str]:
+    """(message, code)."""
+    if not isinstance(text, str):
+        return f"must be text, not {type(text).__name__}", "invalid_type"
+    if "\x00" in text:
+        return "contains a NUL character", "invalid_value"
+    return f"is {len(text)} characters: at most {MAX_TEXT}", "too_long"
+
+
+def _data_problem(data: Any) -> str:
+    if not isinstance(data, dict):
+        return f"must be an object of your own keys, not {type(data).__name__}"
+    return "'aps' is APNs' own key: name your data otherwise"
 
 
 def _https_url(value: Any) -> bool:
@@ -255,14 +289,21 @@ def _json_size(value: Any) -> int | None:
 
 def _locales(value: Any, problems: _Problems) -> dict[str, dict[str, str]]:
     if not isinstance(value, dict) or len(value) > MAX_LOCALES:
-        problems.add("locales", f'at most {MAX_LOCALES} of "fr": {{"title": ..., "body": ...}}')
+        problems.add(
+            "locales",
+            f'must be at most {MAX_LOCALES} of "fr": {{"title": ..., "body": ...}}',
+            "invalid_type" if not isinstance(value, dict) else "too_many",
+        )
         return {}
     out = {}
     for locale, texts in value.items():
         ok = isinstance(texts, dict) and set(texts) <= {"title", "body"}
         ok = ok and all(isinstance(t, str) and len(t) <= MAX_TEXT for t in texts.values())
         if not ok or not 2 <= len(locale) <= 20:
-            problems.add(f"locales.{str(locale)[:20]}", "an object with title and/or body")
+            problems.add(
+                f"locales.{str(locale)[:20]}",
+                f'not texts: send {{"title": ..., "body": ...}} of at most {MAX_TEXT} characters',
+            )
             continue
         out[locale.replace("-", "_")] = dict(texts)
     return out
@@ -276,8 +317,12 @@ def _send_at(value: Any, now: datetime, problems: _Problems) -> datetime | None:
     except ValueError:
         when = None
     if when is None or when.tzinfo is None:
-        problems.add("send_at", "an ISO 8601 time with its offset, e.g. 2026-12-01T09:00:00Z")
+        problems.add(
+            "send_at",
+            f"{str(value)[:40]!r} is not a time with its offset: e.g. 2026-12-01T09:00:00Z",
+            "invalid_datetime",
+        )
         return None
     if when > now + MAX_SCHEDULE_AHEAD:
-        problems.add("send_at", "at most a year ahead")
+        problems.add("send_at", "is more than a year ahead", "out_of_range")
     return when

@@ -1,6 +1,8 @@
 """Sending push: a message is written with its fan-out job in one transaction and its id returned
-at once; delivery happens through the queue (`delivery.py`). Status counts every device's
-delivery, so partial success reads as such (sent 998, failed 2).
+at once; delivery happens through the queue (`delivery.py`). A send nothing of which could be
+delivered (no app configured for its devices) is refused first (`reach.py`). Status counts every
+device's delivery, so partial success reads as such (sent 998, failed 2), and names the most
+frequent reasons of failures.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from baas.db.pool import Executor
 from baas.db.sqltree import Params
 from baas.errors import Conflict, Forbidden, NotFound
 from baas.jobs import queue
-from baas.push import access
+from baas.push import access, reach
 from baas.push.notification import SendRequest, parse_send
 from baas.records.validation import record_id
 from baas.storage.uploads import new_record_id
@@ -30,6 +32,7 @@ async def send(ctx: AppContext, caller: Identity, body: Any) -> dict[str, Any]:
     await _authorize(ctx, caller, request)
     if request.target.filter is not None:
         access.users_filter(ctx, request.target.filter, Params())  # 400 now, not in the job
+    await reach.check(ctx, request.target)  # 409 now if nothing could be delivered
     async with ctx.db.transaction() as tx:
         message_id = await create_message(tx, request, sender(caller))
     return await message_status(ctx, message_id, caller)
@@ -91,12 +94,9 @@ async def message_status(
     row = None
     if canonical is not None:
         row = await ctx.db.fetchrow(
-            "SELECT m.id, m.state, m.send_at, m.created, m.created_by, m.fanned_out, m.finished,"
-            " m.total, m.target, m.notification, coalesce(c.counts, '{}') AS counts"
-            " FROM baas.push_messages m LEFT JOIN LATERAL (SELECT jsonb_object_agg(status, n)"
-            " AS counts FROM (SELECT status, count(*) AS n FROM baas.push_deliveries"
-            " WHERE message_id = m.id GROUP BY status) s) c ON true WHERE m.id = $1",
+            _STATUS,
             canonical,
+            MAX_REASONS,
         )
     mine = (
         caller is None or caller.is_admin or (row is not None and row["created_by"] == caller.label)
@@ -110,6 +110,26 @@ async def message_status(
     out["counts"] = counts
     out["status"] = _summary(out["state"], counts)
     return out
+
+
+MAX_REASONS = 5  # the most frequent failure reasons a message's status lists
+_STATUS = """
+SELECT m.id, m.state, m.send_at, m.created, m.created_by, m.fanned_out, m.finished, m.total,
+       m.target, m.notification, coalesce(c.counts, '{}') AS counts,
+       coalesce(f.failures, '[]') AS failures
+  FROM baas.push_messages m
+  LEFT JOIN LATERAL (
+    SELECT jsonb_object_agg(status, n) AS counts
+      FROM (SELECT status, count(*) AS n FROM baas.push_deliveries
+             WHERE message_id = m.id GROUP BY status) s) c ON true
+  LEFT JOIN LATERAL (
+    SELECT jsonb_agg(jsonb_build_object('status', status, 'reason', reason, 'devices', n)
+                     ORDER BY n DESC, reason) AS failures
+      FROM (SELECT status, reason, count(*) AS n FROM baas.push_deliveries
+             WHERE message_id = m.id AND status IN ('failed', 'retrying') AND reason IS NOT NULL
+             GROUP BY status, reason ORDER BY n DESC, reason LIMIT $2) r) f ON true
+ WHERE m.id = $1
+"""
 
 
 def _summary(state: str, counts: dict[str, int]) -> str:

@@ -6,7 +6,9 @@ as written (and as it was, for updates), so a trigger fires if and only if the w
 The job decides which entries fire (a create; an update that makes the record match the entry's
 filter, or any update without one), evaluating filters in the database against those rows with
 the one rule engine, renders the texts with jinja2's sandbox, and queues one message per entry
-(its id derived from the job's, so a job that runs twice queues it once).
+(its id derived from the job's, so a job that runs twice queues it once). The recipients are the
+users the entry's `to` names: a relation field of the row as written, or a path through relations
+(`post.author`) followed in the database, in one statement, when the job runs.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from sqlglot import exp
 
 from baas.context import AppContext
-from baas.db.sqltree import Compiled, Params, template
+from baas.db.sqltree import Compiled, Params, column, template
 from baas.jobs.queue import Fail, Job
 from baas.push.notification import (
     MAX_COLLAPSE_KEY_BYTES,
@@ -34,7 +36,10 @@ from baas.push.notification import (
 from baas.push.service import create_message
 from baas.records.validation import record_id
 from baas.rules import engine
-from baas.schema.models import TABLE_SCHEMA, Collection, PushTrigger
+from baas.rules.resolver import aliased
+from baas.schema.auth_collection import AUTH_COLLECTION
+from baas.schema.models import TABLE_SCHEMA, Collection, Field, PushTrigger
+from baas.schema.push_triggers import RecipientPathError, recipient_path
 
 log = logging.getLogger("baas.push")
 KIND = "push.trigger"
@@ -55,10 +60,10 @@ async def run(ctx: AppContext, job: Job) -> None:
             continue
         try:
             note = _render(trigger, p["new"], p.get("old"))
-        except TemplateError as exc:
+            users = await _recipients(ctx, c, trigger.to, p["new"])
+        except (TemplateError, RecipientPathError) as exc:
             failed.append(f"push[{i}]: {exc}")
             continue
-        users = _recipients(p["new"].get(trigger.to))
         if not users:
             continue
         request = SendRequest(Target(users=users), note, None)
@@ -129,7 +134,69 @@ def _render(t: PushTrigger, new: Mapping[str, Any], old: Any) -> Notification:
     )
 
 
-def _recipients(value: Any) -> tuple[str, ...]:
+async def _recipients(
+    ctx: AppContext, c: Collection, to: str, new: Mapping[str, Any]
+) -> tuple[str, ...]:
+    """The users `to` names for the row `new`: its own relation field, or a path followed from
+    the record its first relation names."""
+    first, _, rest = to.partition(".")
+    if not rest:
+        return _ids(new.get(first))
+    start = record_id(new.get(first)) if isinstance(new.get(first), str) else None
+    if start is None:
+        return ()
+    q = _path_query(ctx, c, to)
+    rows = await ctx.db.fetch(q.sql, *q.bind({"start": start}))
+    return tuple(str(r[0]) for r in rows)
+
+
+def _ids(value: Any) -> tuple[str, ...]:
     values = value if isinstance(value, list) else [value]
     ids = (record_id(v) for v in values[:MAX_RECIPIENTS] if isinstance(v, str))
     return tuple(dict.fromkeys(i for i in ids if i))
+
+
+def _path_query(ctx: AppContext, c: Collection, to: str) -> Compiled:
+    """`SELECT DISTINCT` the user ids at the end of `to`, from the record its first relation
+    names (`$start`): one join per further relation, the last maybe unnested; cached per
+    schema version. RecipientPathError if the path no longer leads to users."""
+
+    def build() -> Compiled:
+        hops = recipient_path(
+            ctx.schema.schema, c, to, ctx.query_limits.max_relation_depth, AUTH_COLLECTION
+        )
+        p = Params()
+        aliases = [f"h{i}" for i in range(1, len(hops))]
+        query = exp.select().from_(aliased(_target(ctx, hops[0]), aliases[0]))
+        for i in range(1, len(aliases)):
+            on = exp.EQ(
+                this=column("id", aliases[i]), expression=column(hops[i].name, aliases[i - 1])
+            )
+            query = query.join(aliased(_target(ctx, hops[i]), aliases[i]), on=on)
+        last: exp.Expression = column(hops[-1].name, aliases[-1])
+        if hops[-1].multiple:
+            last = exp.Unnest(expressions=[last])
+        query = query.select(exp.alias_(last, "uid", quoted=True)).where(
+            exp.EQ(
+                this=column("id", aliases[0]),
+                expression=exp.Cast(this=p.arg("start"), to=exp.DataType.build("uuid")),
+            )
+        )
+        outer = template(
+            "SELECT DISTINCT __v.uid FROM (__q) AS __v WHERE __v.uid IS NOT NULL LIMIT __n",
+            v="v",
+            uid="uid",
+            q=query,
+            n=exp.Literal.number(MAX_RECIPIENTS),
+        )
+        return p.compile(outer)
+
+    result: Compiled = ctx.schema.memo(("push-recipients", c.name, to), build)
+    return result
+
+
+def _target(ctx: AppContext, f: Field) -> Collection:
+    target = ctx.schema.collection(f.collection or "")
+    if target is None:  # recipient_path checked it; the schema is one version
+        raise RecipientPathError(f"{f.name} points to a missing collection")
+    return target

@@ -19,7 +19,7 @@ from typing import Any, Literal, Protocol
 
 from sqlglot import exp
 
-from baas.query.errors import FilterError, NameProblem, position_of
+from baas.query.errors import CALLED, FilterError, NameProblem, position_at, position_of
 from baas.query.limits import QueryLimits
 
 Kind = Literal[
@@ -202,8 +202,13 @@ class _Compiler:
         if _function_name(node) in ("contains", "contains_any"):
             return self._contains(node)
         value = self.value(node)
+        if value.kind == "null":
+            raise FilterError(
+                "NULL is not a condition: test a field with IS NULL", position_of(node)
+            )
         if value.kind != "bool":
-            what = ".".join(_path(node) or ()) or _describe(node)
+            path = _path(node)
+            what = ".".join(path) if path else f"'{_written(node, self.source) or node.sql()}'"
             raise FilterError(
                 f"{what} is {_a(value.kind)}, not a condition: compare it "
                 "(e.g. with =, IN or IS NULL)",
@@ -426,13 +431,17 @@ class _Compiler:
             value = _Value(None, "unknown", literal=node.this.this, position=position)
             kind: Kind = kinds[target]  # type: ignore[assignment]
             return _Value(self._bind(value, kind), kind, position=position)
+        called = _called(node, self.source)
+        if called and called.upper() != "CAST()":  # uuid(x) and others are sqlglot's casts
+            reason, at = _refusal(node, self.source)
+            raise FilterError(reason, position_at(self.source, at) if at is not None else position)
         raise FilterError("casts are not allowed (only DATE '...' and TIMESTAMP '...')", position)
 
     def _interval(self, node: exp.Expression, position: tuple[int, int] | None) -> _Value:
         amount = node.this
         unit = node.args.get("unit")
         if not isinstance(amount, exp.Literal):
-            raise FilterError("INTERVAL takes a literal such as INTERVAL '7 days'", position)
+            raise FilterError("INTERVAL takes a literal: INTERVAL '7 days'", position)
         text = f"{amount.this} {unit.name if unit is not None else ''}".strip()
         if not _INTERVAL.fullmatch(text):
             raise FilterError(f"{text!r} is not an interval such as '7 days' or '1 hour'", position)
@@ -480,14 +489,15 @@ class _Compiler:
             )
             return _Value(built, "interval", hops, position=position)
         raise FilterError(
-            f"{_describe(node)} cannot combine {left.kind} and {right.kind}", position
+            f"{_ARITHMETIC[type(node)]} cannot combine {left.kind} and {right.kind}", position
         )
 
     def _function(self, node: exp.Expression, position: tuple[int, int] | None) -> _Value:
         name = _function_name(node)
         if isinstance(node, exp.CurrentTimestamp) or name == "now":
             if node.args.get("this") is not None or (name == "now" and node.expressions):
-                raise FilterError("now() takes no arguments", position)
+                called = _called(node, self.source) or "now()"
+                raise FilterError(f"{called} takes no arguments", position)
             return _Value(exp.CurrentTimestamp(), "datetime", position=position)
         if isinstance(node, exp.CurrentDate) or name == "today":
             return _Value(exp.CurrentDate(), "date", position=position)
@@ -498,20 +508,24 @@ class _Compiler:
             "char_length": (exp.Length, "integer"),
             "trim": (exp.Trim, "text"),
         }
+        called = (_called(node, self.source) or name).removesuffix("()")  # not sqlglot's name
         if name in text_functions:
-            arg = self._single_argument(node, name, position)
+            arg = self._single_argument(node, called, position)
             if arg.kind not in ("text", "unknown"):
-                raise FilterError(f"{name}() takes text, not {arg.kind}", position)
+                raise FilterError(f"{called}() takes text, not {arg.kind}", position)
             cls, kind = text_functions[name]
             return _Value(cls(this=self._bind(arg, "text")), kind, arg.hops, position=position)
         if name == "abs":
-            arg = self._single_argument(node, name, position)
+            arg = self._single_argument(node, called, position)
             if arg.kind not in _NUMERIC:
-                raise FilterError("abs() takes a number", position)
+                raise FilterError(f"{called}() takes a number", position)
             return _Value(
                 exp.Abs(this=self._bind(arg, arg.kind)), arg.kind, arg.hops, position=position
             )
-        raise FilterError(f"{_describe(node)} is not allowed", position)
+        reason, at = _refusal(node, self.source)
+        if at is not None:  # where the refused text starts, rather than some part inside it
+            position = position_at(self.source, at)
+        raise FilterError(reason, position)
 
     def _single_argument(
         self, node: exp.Expression, name: str, position: tuple[int, int] | None
@@ -624,7 +638,10 @@ def _convert(value: _Value, kind: Kind | str) -> Any:
             if not -_BIGINT <= literal < _BIGINT:
                 raise FilterError("the number is out of range", where)
             return literal
-        return float(literal)
+        try:
+            return float(literal)
+        except OverflowError:  # an integer literal past what a double holds (about 1.8e308)
+            raise FilterError("the number is out of range", where) from None
     if not isinstance(literal, str):
         raise FilterError(f"expects a {kind} value in quotes", where)
     if kind == "text":
@@ -752,26 +769,115 @@ def _function_name(node: exp.Expression) -> str:
     return ""
 
 
-def _describe(node: exp.Expression) -> str:
-    name = _function_name(node)
-    if name:
-        return f"the function {name}()"
-    return {
-        exp.Dot: "this dotted expression",
-        exp.Tuple: "a list in parentheses",
-        exp.Escape: "ESCAPE",
-        exp.Literal: "a value",
-        exp.Subquery: "a subquery",
-        exp.Select: "a query",
-        exp.Union: "UNION",
-        exp.Parameter: "a parameter",
-        exp.Placeholder: "a placeholder",
-        exp.Star: "'*'",
-        exp.Add: "'+'",
-        exp.Sub: "'-'",
-        exp.Mul: "'*'",
-        exp.Div: "'/'",
-    }.get(type(node), f"'{type(node).__name__}'")
+_ARITHMETIC: dict[type[exp.Expression], str] = {
+    exp.Add: "'+'",
+    exp.Sub: "'-'",
+    exp.Mul: "'*'",
+    exp.Div: "'/'",
+}
+FUNCTIONS = (
+    "lower(), upper(), length(), char_length(), trim(), abs(), now(), current_date, "
+    "contains() and contains_any()"
+)
+_NO_QUERY = "a filter is a condition on the record, not a query"
+# What the language refuses, in the client's terms and with what to write instead. Everything
+# the compiler does not build ends here or in _refusal's fallbacks: never a sqlglot class name.
+_REFUSALS: dict[type[exp.Expression], str] = {
+    exp.Subquery: f"a subquery is not allowed: {_NO_QUERY}",
+    exp.Select: f"a query is not allowed: {_NO_QUERY}",
+    exp.Union: f"UNION is not allowed: {_NO_QUERY}",
+    exp.Intersect: f"INTERSECT is not allowed: {_NO_QUERY}",
+    exp.Except: f"EXCEPT is not allowed: {_NO_QUERY}",
+    exp.Exists: f"EXISTS (...) is not allowed: {_NO_QUERY}",
+    exp.Case: "CASE is not supported: write the cases as conditions joined with AND and OR",
+    exp.Array: "ARRAY[...] is allowed only on the right of @> or && (tags @> ARRAY['a'])",
+    exp.Bracket: "subscripts ([...]) are not supported: test a list field with contains() "
+    "or = ANY(...)",
+    exp.AtTimeZone: "AT TIME ZONE is not supported: date-times compare as instants; give a "
+    "value with its offset ('2026-01-31T12:00:00+02:00')",
+    exp.Any: "ANY(...) is allowed only after = with a list field: 'news' = ANY(tags)",
+    exp.All: "ALL(...) is not supported: use contains(field, value, ...)",
+    exp.Tuple: "a list in parentheses is allowed only after IN, as in views IN (1, 2)",
+    exp.Escape: "ESCAPE is not supported: in a LIKE pattern a backslash escapes % and _ "
+    "(title LIKE '100\\%')",
+    exp.Window: "window functions (OVER ...) are not supported: a filter looks at one record",
+}
+# Nodes sqlglot also builds from calls (if(a, b, c) is an If): a call is refused as a call.
+_OPERATORS: dict[type[exp.Expression], str] = {
+    exp.Parameter: "a parameter is not allowed: write the value itself",
+    exp.Placeholder: "a placeholder is not allowed: write the value itself",
+    exp.Star: "'*' is not allowed: name a field",
+    exp.If: "CASE is not supported: write the cases as conditions joined with AND and OR",
+    exp.Concat: "two strings in a row are not supported: write them as one string",
+}
+
+
+def _refusal(node: exp.Expression, source: str) -> tuple[str, int | None]:
+    """Why `node` is refused, naming it as the client wrote it, and where that text starts."""
+    called = _called(node, source)
+    at = node.meta[CALLED][0] if called else None
+    if type(node) in _REFUSALS:
+        return _REFUSALS[type(node)], at
+    if called is not None:
+        return f"the function {called} is not allowed: filters may call {FUNCTIONS}", at
+    if type(node) in _OPERATORS:
+        return _OPERATORS[type(node)], None
+    span, written = _span(node, source), _written(node, source)
+    condition, alias = _span(node.this, source), _span(node.args.get("alias"), source)
+    if isinstance(node, exp.Alias) and condition and alias:  # `views = 1 x`, `x AS y`
+        extra = source[condition[1] + 1 : alias[1] + 1]
+        at = condition[1] + 1 + len(extra) - len(extra.lstrip())
+        return (
+            f"unexpected '{extra.strip()[:40]}': a filter is one condition; join conditions "
+            "with AND or OR",
+            at,
+        )
+    if span and written and isinstance(node, exp.Dot) and "(" in written:
+        name = written.split("(")[0].strip()
+        return f"the function {name}() is not allowed: filters may call {FUNCTIONS}", span[0]
+    if span and written and isinstance(node, exp.Dot):
+        return f"'{written[:40]}' is neither a field name nor a number", span[0]
+    if span and written:
+        return f"'{written[:40]}' is not supported in a filter", span[0]
+    return "this part of the expression is not supported in a filter", None
+
+
+def _called(node: exp.Expression, source: str) -> str | None:
+    """A function as the client called it (`char_length(`, `version(`, `current_user`), from
+    the name token the parser recorded; None for anything else."""
+    if not source or CALLED not in node.meta:
+        return None
+    first, last = node.meta[CALLED]
+    name = source[first : last + 1]
+    if not re.fullmatch(r"\w+", name):
+        return None
+    return name + "()" if source[last + 1 :].lstrip().startswith("(") else name
+
+
+def _span(node: Any, source: str) -> tuple[int, int] | None:
+    """The first and last offsets of the client's text under `node` that sqlglot kept."""
+    if not isinstance(node, exp.Expression) or not source:
+        return None
+    spans = [
+        (n.meta["start"], n.meta["end"]) for n in node.walk() if {"start", "end"} <= n.meta.keys()
+    ]
+    if not spans:
+        return None
+    return min(s for s, _ in spans), max(e for _, e in spans)
+
+
+def _written(node: exp.Expression, source: str) -> str | None:
+    """The client's text for `node` (None when sqlglot kept no position for any of it), with
+    the closing parentheses it leaves open (sqlglot keeps no position for those)."""
+    span = _span(node, source)
+    if span is None:
+        return None
+    start, end = span
+    open_parens = source[start : end + 1].count("(") - source[start : end + 1].count(")")
+    while open_parens > 0 and end + 1 < len(source) and source[end + 1] in " \t\n)":
+        end += 1
+        open_parens -= source[end] == ")"
+    return source[start : end + 1]
 
 
 def _element(kind: str) -> Kind:

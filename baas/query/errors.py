@@ -15,6 +15,15 @@ class FilterError(ValueError):
         self.position = position
 
 
+CALLED = "called"  # a call's meta: (first, last) offsets of its name in the source text
+
+
+def position_at(text: str, offset: int) -> tuple[int, int]:
+    """The 1-based (line, column) of a 0-based offset into `text`."""
+    line = text.count("\n", 0, offset) + 1
+    return line, offset - (text.rfind("\n", 0, offset) + 1) + 1
+
+
 class NameProblem(ValueError):
     """A resolver cannot resolve a name (unknown, hidden, or not allowed here)."""
 

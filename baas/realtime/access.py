@@ -96,7 +96,12 @@ def _statement(ctx: AppContext, c: Collection, specs: tuple[Spec, ...]) -> Compi
                 ctx.schema.schema, "view", p, ctx.query_limits, auth_id=auth, admin=spec.admin
             )
             columns = expand_columns(
-                ctx.schema.schema, c, NEW, spec.expand, visible or (lambda _c, _a: None)
+                ctx.schema.schema,
+                c,
+                NEW,
+                spec.expand,
+                visible or (lambda _c, _a: None),
+                None if spec.admin else auth,
             )
             pairs: list[exp.Expression] = []
             for e, col in zip(spec.expand, columns, strict=True):

@@ -1,8 +1,11 @@
 """The change log: committed record changes in commit order, read in batches, replayed, trimmed.
 
-Rows are appended by a trigger on every collection table (migration 0004) in the writing
-transaction; `baas.next_changes` numbers the committed ones (the public change id) and returns
-them. Rows keep the record as JSON text: it is decoded only when a subscriber needs it.
+Rows are appended by a trigger on every collection table (migration 0008) in the writing
+transaction, tagged with its transaction id. Readers make ticks (`baas.change_tick`: the
+transactions committed since the last tick) and read their events (`baas.read_changes`): per
+transaction and record, one event, the record as committed against the row before; the public
+change id is computed as it is read, the same for every reader and for replays. Events keep the
+record as JSON text: it is decoded only when a subscriber needs it.
 """
 
 from __future__ import annotations
@@ -14,13 +17,14 @@ from typing import Any
 
 import orjson
 
+from baas.db import bells
 from baas.db.pool import Database
 from baas.records.sql import output_columns
 from baas.schema.models import Collection
 
 BATCH = 100  # changes per read: a bounded fan-out burst
 ACTIONS = {"I": "create", "U": "update", "D": "delete"}
-CHANNEL = "baas_changes"
+CHANNEL = bells.CHANGES
 
 
 @dataclass(slots=True)
@@ -49,13 +53,15 @@ def _change(row: Any) -> Change:
 
 async def next_changes(db: Database, after: int, limit: int = BATCH) -> list[Change]:
     """Number what has committed since, then the changes after `after`, in order."""
-    rows = await db.fetch("SELECT * FROM baas.next_changes($1, $2)", after, limit)
+    if await high_water(db) <= after:
+        return []
+    rows = await db.fetch("SELECT * FROM baas.read_changes($1, $2)", after, limit)
     return [_change(r) for r in rows]
 
 
 async def high_water(db: Database) -> int:
     """The last change id given out (after numbering what has committed)."""
-    return int(await db.fetchval("SELECT baas.sequence_changes()"))
+    return int(await db.fetchval("SELECT baas.change_tick()"))
 
 
 async def replay(
@@ -69,9 +75,7 @@ async def replay(
     if after < state["trimmed_through"] or after > state["last_pos"]:
         return None
     rows = await db.fetch(
-        "SELECT pos, collection, record_id, op::text, new::text, old::text FROM baas.changes "
-        "WHERE collection = $1 AND ($2::uuid IS NULL OR record_id = $2::uuid) "
-        "AND pos > $3 AND pos <= $4 ORDER BY pos LIMIT $5",
+        "SELECT * FROM baas.replay_changes($1, $2::uuid, $3, $4, $5)",
         collection,
         record_id,
         after,
@@ -83,28 +87,21 @@ async def replay(
     return [_change(r) for r in rows]
 
 
-TRIM_CHUNK = 10_000
+TRIM_TICKS = 1_000  # ticks dropped by one statement
 
 
 async def trim(db: Database, retention_s: int) -> int:
-    """Drop changes older than the retention window, oldest first; how many went. What is
-    marked gone (`trimmed_through`) is the highest change id dropped: a later-committed change
-    with a lower id may outlive it, which only makes a replay ask for a refetch sooner."""
+    """Drop changes older than the retention window, oldest first, a tick at a time (so the
+    ids of the changes kept never move); how many went. What is marked gone
+    (`trimmed_through`) is the last change id dropped."""
     await high_water(db)  # number what committed (with no subscriber anywhere, nobody did)
     removed = 0
     while True:
-        gone = await db.fetchval(
-            "WITH oldest AS (SELECT id FROM baas.changes WHERE pos IS NOT NULL ORDER BY id "
-            "LIMIT $2), gone AS (DELETE FROM baas.changes c USING oldest WHERE c.id = oldest.id "
-            "AND c.at < now() - make_interval(secs => $1) RETURNING c.pos), "
-            "marked AS (UPDATE baas.change_state SET trimmed_through = greatest(trimmed_through, "
-            "(SELECT max(pos) FROM gone)) WHERE id = 1 AND EXISTS (SELECT 1 FROM gone)) "
-            "SELECT count(*) FROM gone",
-            float(retention_s),
-            TRIM_CHUNK,
+        gone = int(
+            await db.fetchval("SELECT baas.trim_changes($1, $2)", float(retention_s), TRIM_TICKS)
         )
-        removed += int(gone)
-        if gone < TRIM_CHUNK:
+        removed += gone
+        if gone == 0:
             return removed
 
 

@@ -9,7 +9,6 @@ an instance that stopped refreshing (it died) are removed by the others, with `l
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections import defaultdict
@@ -18,6 +17,7 @@ from typing import Any
 import orjson
 
 from baas.context import AppContext
+from baas.loops import Loop
 from baas.realtime import protocol
 from baas.realtime.connection import Connection
 from baas.realtime.protocol import ProtocolError
@@ -34,15 +34,15 @@ class Channels:
         self.ctx = ctx
         self.instance = str(uuid.uuid4())
         self._members: dict[str, dict[str, Connection]] = defaultdict(dict)  # channel -> member
-        self._task: asyncio.Task[None] | None = None
+        interval = max(1.0, ctx.settings.realtime_presence_timeout_s / 3)
+        self.beats = Loop("presence", self._heartbeat, every_s=interval, log=log)
 
     async def start(self) -> None:
         await self._heartbeat()
-        self._task = asyncio.create_task(self._beat(), name="baas-presence")
+        self.beats.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        await self.beats.stop()
         rows = await self.ctx.db.fetch(
             "WITH gone AS (DELETE FROM baas.presence WHERE instance = $1 RETURNING channel, "
             "member), me AS (DELETE FROM baas.instances WHERE id = $1) SELECT * FROM gone",
@@ -162,15 +162,6 @@ class Channels:
                 conn.send(message)
 
     # -- instances --------------------------------------------------------------------------------
-
-    async def _beat(self) -> None:
-        interval = max(1.0, self.ctx.settings.realtime_presence_timeout_s / 3)
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self._heartbeat()
-            except Exception:
-                log.exception("presence heartbeat failed")
 
     async def _heartbeat(self) -> None:
         """Say this instance lives; drop the members of instances that stopped saying so."""

@@ -5,7 +5,8 @@ any), their spec, their `fields`, and their `auth.id` when their conditions read
 verdicts come from ONE query for all groups and all changes of the batch (none for free
 groups), and its entries are rendered once; each subscriber then gets one byte string per batch
 (its entries joined, each opening with the subscriber's own `{"sub":...,`), the same object for
-every member of a group whose subscription ids match.
+every member of a group whose subscription ids match. Private fields of a users record (see
+`baas.records.privacy`) are left out of the entries of everyone but that account and admins.
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ from baas.realtime import access, changelog
 from baas.realtime.access import Judged, Spec, Verdict
 from baas.realtime.changelog import Change
 from baas.realtime.connection import Subscription
+from baas.records import privacy
 from baas.schema.models import Collection
 
 _FREE = object()  # the `who` of groups that need no verdict
+_EVERYTHING = object()  # the `viewer` of groups that see private fields of every account
 MAX_PAIRS = 250_000  # (subscriber, change) pairs judged by one statement
-Key = tuple[str | None, Spec, tuple[str, ...] | None, Any]
+Key = tuple[str | None, Spec, tuple[str, ...] | None, Any, Any]
 
 
 class Failed(Exception):
@@ -40,29 +43,34 @@ async def entries(
 ) -> list[tuple[Subscription, bytes]]:
     """What each subscriber gets from `changes` (in order), one query at most."""
     groups: dict[Key, list[Subscription]] = {}
+    private = privacy.private_fields(c)
+    changed = {ch.record_id for ch in changes} if private else set()
     for sub in subs:
         spec = sub.spec
         if spec.free(c):
             who: Any = _FREE
         else:
             who = _auth(sub) if access.reads_auth(ctx, c, spec) else None
-        groups.setdefault((sub.record, spec, sub.fields, who), []).append(sub)
+        viewer = _viewer(sub, private, changed)
+        groups.setdefault((sub.record, spec, sub.fields, who, viewer), []).append(sub)
     judged = await _judged(ctx, c, changes, [k for k in groups if k[3] is not _FREE])
     shapes = [_Shapes(c, ch, ctx) for ch in changes]
     tails_of: dict[Any, list[bytes]] = {}  # groups that see the same get the same tails
     out = []
     for key, members in groups.items():
-        record, _spec, fields, who = key
+        record, _spec, fields, who, viewer = key
         seen = _FREE if who is _FREE else judged.get(key)
         if seen is None:
             continue
-        tails = tails_of.get((record, fields, seen))
+        tails = tails_of.get((record, fields, seen, viewer))
         if tails is None:
             if seen is _FREE:
                 pairs = [(k, _plain(ch)) for k, ch in enumerate(changes)]
             else:
                 pairs = access.verdicts(seen)
-            tails = tails_of[(record, fields, seen)] = _tails(shapes, pairs, record, fields)
+            tails = tails_of[(record, fields, seen, viewer)] = _tails(
+                shapes, pairs, record, fields, viewer, private
+            )
         if tails:
             joined: dict[bytes, bytes] = {}  # one entry object per head, shared (wire.Flusher)
             for sub in members:
@@ -74,16 +82,28 @@ async def entries(
     return out
 
 
+def _viewer(sub: Subscription, private: tuple[str, ...], changed: set[str]) -> Any:
+    """Whose private fields the subscriber sees: every account's (admins, or nothing private),
+    its own account's when one of the changes is to it, or nobody's (None)."""
+    if not private or sub.spec.admin:
+        return _EVERYTHING
+    me = _auth(sub)
+    return me if me in changed else None
+
+
 def _tails(
     shapes: list[_Shapes],
     pairs: list[tuple[int, Verdict]],
     record: str | None,
     fields: tuple[str, ...] | None,
+    viewer: Any,
+    private: tuple[str, ...],
 ) -> list[bytes]:
     tails = []
     for k, verdict in pairs:
         if record is None or shapes[k].change.record_id == record:
-            tail = shapes[k].tail(verdict, fields)
+            own = viewer is _EVERYTHING or shapes[k].change.record_id == viewer
+            tail = shapes[k].tail(verdict, fields, () if own else private)
             if tail is not None:
                 tails.append(tail)
     return tails
@@ -157,17 +177,22 @@ class _Shapes:
         self._tails: dict[Any, bytes] = {}
         self._records: dict[str, dict[str, Any]] = {}
 
-    def tail(self, verdict: Verdict, fields: tuple[str, ...] | None) -> bytes | None:
-        """The entry without its head (`{"sub":...,`), or None when there is nothing to send."""
+    def tail(
+        self, verdict: Verdict, fields: tuple[str, ...] | None, hide: tuple[str, ...]
+    ) -> bytes | None:
+        """The entry without its head (`{"sub":...,`), or None when there is nothing to send;
+        without the fields `hide` names (private fields of someone else's account)."""
         action = _action(self.change.op, verdict)
         if action is None:
             return None
         side = "old" if action in ("delete", "leave") else "new"
         expand = verdict.expand if side == "new" else None
-        key = (action, fields, None if expand is None else dumps(expand))
+        key = (action, fields, None if expand is None else dumps(expand), hide)
         tail = self._tails.get(key)
         if tail is None:
             record = self._record(side)
+            if hide:
+                record = {k: v for k, v in record.items() if k not in hide}
             if fields is not None:
                 record = {k: record[k] for k in fields if k in record}
             if expand:

@@ -1,6 +1,8 @@
 """The realtime hub of one process: its connections and subscriptions, and the change pump.
 
-The pump reads the change log after each NOTIFY (and every few seconds regardless), in batches,
+The pump reads the change log when woken (a write of this process committed, or another
+instance's NOTIFY said one of its writes did) and every `POLL_S` regardless (writes made by
+anything else: psql, migrations, other tools; `realtime_poll_ms`), in batches,
 in order, and hands each batch to the subscribers it concerns (`fanout`: one judging query per
 collection at most, none for free subscribers), queuing the entries on each connection; nothing
 here waits for a client except a replay, which goes at its client's pace.
@@ -17,6 +19,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from baas.context import AppContext
+from baas.loops import Outage
 from baas.realtime import changelog, fanout
 from baas.realtime.changelog import Change
 from baas.realtime.connection import Connection, Subscription
@@ -25,7 +28,6 @@ from baas.realtime.wire import Flusher
 from baas.schema.models import Collection
 
 log = logging.getLogger("baas.realtime")
-POLL_S = 5.0  # read the log this often even without a NOTIFY
 TICK_S = 1.0
 TRIM_EVERY_S = 60.0
 RETRY_S = 1.0
@@ -46,6 +48,8 @@ class Hub:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._schema_version = ctx.schema.version
+        self._pump_outage = Outage("realtime change pump", log)
+        self._trim_outage = Outage("realtime change log trim", log)
         self.on_tick: list[Any] = []  # callbacks(now) run every tick (token expiry, presence)
 
     async def start(self) -> None:
@@ -66,8 +70,9 @@ class Hub:
     def wake(self) -> None:
         self._wake.set()
 
-    async def on_notify(self, _payload: str) -> None:
-        self.wake()
+    async def on_notify(self, payload: str) -> None:
+        if not self.ctx.db.bells.mine(payload):  # our own writes woke us already
+            self.wake()
 
     # -- connections and subscriptions ------------------------------------------------------------
 
@@ -141,19 +146,21 @@ class Hub:
     # -- the pump ---------------------------------------------------------------------------------
 
     async def _pump(self) -> None:
+        poll_s = self.ctx.settings.realtime_poll_ms / 1000
         while True:
             # asyncio.timeout, not wait_for: in 3.11 wait_for can swallow a cancellation that
             # lands as the wait ends (the task then never stops)
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(POLL_S):
+                async with asyncio.timeout(poll_s):
                     await self._wake.wait()
             self._wake.clear()
             try:
                 await self._drain()
-            except Exception:
-                log.exception("reading the change log failed; retrying")
-                await asyncio.sleep(RETRY_S)
+            except Exception as exc:  # backs off (a wake cuts it short), logs an outage once
+                await self._pump_outage.pause(exc, self._wake)
                 self._wake.set()
+                continue
+            self._pump_outage.recovered()
 
     async def _drain(self) -> None:
         db = self.ctx.db
@@ -272,8 +279,10 @@ class Hub:
             await asyncio.sleep(TRIM_EVERY_S)
             try:
                 await changelog.trim(self.ctx.db, self.ctx.settings.realtime_retention_s)
-            except Exception:
-                log.exception("trimming the change log failed")
+            except Exception as exc:
+                self._trim_outage.failed(exc)  # logs an outage once; the next trim is the retry
+                continue
+            self._trim_outage.recovered()
 
 
 def _by_collection(batch: list[Change]) -> dict[str, list[Change]]:

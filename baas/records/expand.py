@@ -2,7 +2,9 @@
 
 Each embedded record is a JSON object built by PostgreSQL from its visible fields, subject to its
 own collection's view rule (a record the caller may not view is simply absent: null, or left out
-of a list); nested expands go inside. Depth and count are limited.
+of a list); nested expands go inside. Depth and count are limited. Output columns and table
+aliases are positional (`_e0`, `_e1`, ...), never made of field names: PostgreSQL cuts names
+past 63 bytes, so two long relation names would otherwise meet in one column.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ from dataclasses import dataclass
 from sqlglot import exp
 
 from baas.errors import InvalidParameter
+from baas.records.privacy import own_row, private_fields
 from baas.rules.resolver import aliased, all_of, child_alias, column, named
 from baas.schema.models import SYSTEM_FIELDS, Collection, Field, Schema
 
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
 _JSON_ARGS = 100  # PostgreSQL functions take at most 100 arguments
 _DATETIME = 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
-PREFIX = "_e_"
+PREFIX = "_e"  # `_e<n>`: the n-th expanded relation of the shape
 
 
 @dataclass(frozen=True)
@@ -58,12 +61,24 @@ Visibility = Callable[[Collection, str], exp.Expression | None]
 
 
 def expand_columns(
-    schema: Schema, c: Collection, alias: str, expands: tuple[Expand, ...], visible: Visibility
+    schema: Schema,
+    c: Collection,
+    alias: str,
+    expands: tuple[Expand, ...],
+    visible: Visibility,
+    auth_id: exp.Expression | None,
 ) -> list[exp.Expression]:
-    """One `_e_<field>` output column per expanded relation of `c` (row `alias`)."""
+    """One `_e<n>` output column per expanded relation of `c` (row `alias`), in the order of
+    `expands`; `auth_id` is the caller (None for admins: private fields are shown)."""
     return [
-        named(_related(schema, c, alias, e, visible), PREFIX + e.name, quoted=True) for e in expands
+        named(_related(schema, c, alias, i, e, visible, auth_id), f"{PREFIX}{i}", quoted=True)
+        for i, e in enumerate(expands)
     ]
+
+
+def expand_names(expands: tuple[Expand, ...]) -> tuple[str, ...]:
+    """The record keys of the `_e<n>` columns, by position."""
+    return tuple(e.name for e in expands)
 
 
 def _relation(c: Collection, name: str) -> Field:
@@ -77,14 +92,23 @@ def _relation(c: Collection, name: str) -> Field:
 
 
 def _related(
-    schema: Schema, c: Collection, alias: str, e: Expand, visible: Visibility
+    schema: Schema,
+    c: Collection,
+    alias: str,
+    position: int,
+    e: Expand,
+    visible: Visibility,
+    auth_id: exp.Expression | None,
 ) -> exp.Expression:
     f = _relation(c, e.name)
     target = schema.collection(f.collection or "")
     assert target is not None
-    inner = child_alias(alias, "x_" + e.name)
-    nested = [(child.name, _related(schema, target, inner, child, visible)) for child in e.children]
-    obj = record_json(target, inner, nested)
+    inner = child_alias(alias, f"E{position}")  # upper case: no field-derived alias has it
+    nested = [
+        (child.name, _related(schema, target, inner, i, child, visible, auth_id))
+        for i, child in enumerate(e.children)
+    ]
+    obj = record_json(target, inner, nested, auth_id)
     link_id = column("id", inner)
     parent = column(f.name, alias)
     where = all_of(
@@ -95,8 +119,8 @@ def _related(
     )
     if not f.multiple:
         return exp.Subquery(this=exp.select(obj).from_(aliased(target, inner)).where(where))
-    position = exp.Anonymous(this="array_position", expressions=[parent.copy(), link_id.copy()])
-    in_list_order = exp.Order(this=obj, expressions=[exp.Ordered(this=position)])
+    position_in = exp.Anonymous(this="array_position", expressions=[parent.copy(), link_id.copy()])
+    in_list_order = exp.Order(this=obj, expressions=[exp.Ordered(this=position_in)])
     aggregate = exp.Anonymous(this="json_agg", expressions=[in_list_order])
     empty = exp.Cast(this=exp.Literal.string("[]"), to=exp.DataType.build("JSON"))
     value = exp.Coalesce(this=aggregate, expressions=[empty])
@@ -104,11 +128,28 @@ def _related(
 
 
 def record_json(
-    c: Collection, alias: str, extra: list[tuple[str, exp.Expression]] | None = None
+    c: Collection,
+    alias: str,
+    extra: list[tuple[str, exp.Expression]] | None = None,
+    auth_id: exp.Expression | None = None,
 ) -> exp.Expression:
-    """A JSON object of the record's visible fields (datetimes as UTC ISO 8601 with Z)."""
+    """A JSON object of the record's visible fields (datetimes as UTC ISO 8601 with Z); for a
+    caller (`auth_id`) who is not the account itself, without its private fields."""
+    hidden = frozenset(private_fields(c))
+    full = _record_object(c, alias, extra or [], frozenset())
+    if not hidden or auth_id is None:
+        return full
+    others = _record_object(c, alias, [(k, v.copy()) for k, v in extra or []], hidden)
+    return exp.Case(ifs=[exp.If(this=own_row(alias, auth_id), true=full)], default=others)
+
+
+def _record_object(
+    c: Collection, alias: str, extra: list[tuple[str, exp.Expression]], leave_out: frozenset[str]
+) -> exp.Expression:
     pairs: list[exp.Expression] = []
     for name in (*SYSTEM_FIELDS, *(f.name for f in c.fields if not f.hidden)):
+        if name in leave_out:
+            continue
         f = c.field(name)
         kind = f.type if f else ("relation" if name == "id" else "datetime")
         pairs += [exp.Literal.string(name), _json_value(column(name, alias), kind)]

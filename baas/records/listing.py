@@ -20,7 +20,7 @@ from baas.errors import InvalidParameter, InvalidValue
 from baas.query import FilterError
 from baas.records import sql
 from baas.records.access import authorize, bind_auth, collection, query_limits
-from baas.records.shape import DEFAULT, read_shape, to_record
+from baas.records.shape import is_plain, read_shape, to_record
 from baas.rules.resolver import SYSTEM_KINDS, field_kind
 from baas.schema.fields import FieldValueError, parse_uuid
 from baas.schema.models import Collection, Schema
@@ -55,7 +55,7 @@ async def list_records(ctx: AppContext, identity: Identity, name: str, params: L
     c = collection(ctx, name)
     authorize(c, "list", identity)
     limits = ctx.settings
-    sort = sort_keys(ctx.schema.schema, c, params.sort, limits.max_sort_fields)
+    sort = sort_keys(ctx.schema.schema, c, params.sort, limits.max_sort_fields, identity.is_admin)
     offset = (params.page - 1) * params.per_page
     if offset > limits.max_offset:
         raise InvalidParameter(
@@ -96,28 +96,41 @@ async def list_records(ctx: AppContext, identity: Identity, name: str, params: L
             code="invalid_filter",
             parameter="filter",
         ) from None
-    return _page(rows, params, shape, sort)
+    return _page(rows, params, c, shape, identity.is_admin)
 
 
 def _page(
-    rows: list[Any], params: ListParams, shape: sql.ListShape, sort: tuple[sql.SortKey, ...]
+    rows: list[Any], params: ListParams, c: Collection, shape: sql.ListShape, admin: bool
 ) -> Page:
+    sort = shape.sort
     total = None
     if shape.with_total:
+        # The count is joined to the page, so an empty page is one row of nulls beside the
+        # total: rows are told apart by their id's sort value (never null, always selected).
         total = rows[0][sql.TOTAL] if rows else 0
-        rows = [r for r in rows if r["id"] is not None]
-    plain = shape.read == DEFAULT and not shape.with_total and _sorts_are_columns(sort, shape)
+        id_key = next(i for i, k in enumerate(sort) if k.path == ("id",))
+        id_column = _sort_column(sort, id_key, shape.read)
+        rows = [r for r in rows if r[id_column] is not None]
+    plain = (
+        is_plain(c, shape.read, admin)
+        and not shape.with_total
+        and all(_sort_column(sort, i, shape.read) == k.name for i, k in enumerate(sort))
+    )
     next_cursor = None
     if len(rows) > params.per_page:
         rows = rows[: params.per_page]
         next_cursor = encode_cursor(sort, rows[-1], shape.read)
-    items = [to_record(r, plain) for r in rows]
+    items = [to_record(r, c, shape.read, plain) for r in rows]
     return Page(items, params.page, params.per_page, total, next_cursor)
 
 
-def _sorts_are_columns(sort: tuple[sql.SortKey, ...], shape: sql.ListShape) -> bool:
-    names = shape.read.fields
-    return all(len(k.path) == 1 and (names is None or k.name in names) for k in sort)
+def _sort_column(sort: tuple[sql.SortKey, ...], i: int, shape: sql.ReadShape) -> str:
+    """The output column holding the i-th sort value: the field's own column when the record
+    has it, else the helper column `_s<i>` (see `sql.list_page`)."""
+    key, names = sort[i], shape.fields
+    if len(key.path) == 1 and (names is None or key.name in names):
+        return key.name
+    return f"{sql.SORT}{i}"
 
 
 def _search_text(c: Collection, text: str) -> str:
@@ -134,13 +147,17 @@ def _search_text(c: Collection, text: str) -> str:
 
 
 def sort_keys(
-    schema: Schema, c: Collection, requested: tuple[tuple[str, bool], ...], limit: int
+    schema: Schema,
+    c: Collection,
+    requested: tuple[tuple[str, bool], ...],
+    limit: int,
+    admin: bool,
 ) -> tuple[sql.SortKey, ...]:
     """Checked sort keys, ending with `id` so the order is total (cursors need that)."""
     if len(requested) > limit:
         raise InvalidParameter(f"sort by at most {limit} fields", parameter="sort")
     keys = [
-        _sort_key(schema, c, tuple(name.split(".")), descending)
+        _sort_key(schema, c, tuple(name.split(".")), descending, admin)
         for name, descending in requested or DEFAULT_SORT
     ]
     if not any(k.path == ("id",) for k in keys):
@@ -149,7 +166,7 @@ def sort_keys(
 
 
 def _sort_key(
-    schema: Schema, c: Collection, path: tuple[str, ...], descending: bool
+    schema: Schema, c: Collection, path: tuple[str, ...], descending: bool, admin: bool
 ) -> sql.SortKey:
     current, nullable = c, False
     for depth, name in enumerate(path):
@@ -159,6 +176,8 @@ def _sort_key(
         f = current.field(name)
         if f is None or f.hidden:
             raise _bad_sort(path, f"{current.name} has no field {name!r}")
+        if f.private and not admin:
+            raise _bad_sort(path, f"{name} is shown only to the account itself")
         if last:
             if f.multiple or f.type in ("json", "file"):
                 raise _bad_sort(path, f"{f.type} fields with several values have no order")
@@ -175,11 +194,7 @@ def _bad_sort(path: tuple[str, ...], why: str) -> InvalidParameter:
 
 
 def encode_cursor(sort: tuple[sql.SortKey, ...], last: Any, shape: sql.ReadShape) -> str:
-    names = shape.fields
-    values = []
-    for i, key in enumerate(sort):
-        plain = len(key.path) == 1 and (names is None or key.name in names)
-        values.append(last[key.name] if plain else last[f"{sql.SORT}{i}"])
+    values = [last[_sort_column(sort, i, shape)] for i in range(len(sort))]
     payload = orjson.dumps([[str(k) for k in sort], values])
     return base64.urlsafe_b64encode(payload).rstrip(b"=").decode()
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from baas.auth.identity import Identity
 from baas.context import AppContext
+from baas.db import bells
 from baas.db.errors import (
     CheckViolation,
     DatabaseError,
@@ -32,7 +33,7 @@ from baas.errors import (
 from baas.records import sql
 from baas.records.access import authorize, bind_auth, collection, query_limits
 from baas.records.listing import ListParams, Page, list_records
-from baas.records.shape import DEFAULT, read_shape, to_record
+from baas.records.shape import DEFAULT, is_plain, read_shape, to_record
 from baas.records.validation import record_id, validate_create, validate_update
 from baas.schema.auth_collection import AUTH_COLLECTION
 from baas.schema.models import Collection
@@ -79,7 +80,7 @@ async def get_record(
     row = await ctx.db.fetchrow(q.sql, *q.bind({"id": rid, **bind_auth(identity)}))
     if row is None:
         raise not_found(c)
-    return to_record(row, shape == DEFAULT)
+    return to_record(row, c, shape, is_plain(c, shape, identity.is_admin))
 
 
 # -- writes --------------------------------------------------------------------------------------
@@ -133,7 +134,7 @@ async def create_record(
     q = sql.insert(ctx.schema, query_limits(ctx), c, tuple(values), identity.is_admin)
     row = await _write(ctx, c, ex or ctx.db, q, _Body(_write_args(identity, values)))
     assert row is not None
-    return to_record(row, False)
+    return to_record(row, c)
 
 
 async def create_with_system_fields(
@@ -178,7 +179,7 @@ async def update_record(
     row = await _write(ctx, c, ex or ctx.db, q, _Body(_write_args(identity, values, id=rid)))
     if row is None:
         raise not_found(c)
-    return to_record(row, False)
+    return to_record(row, c)
 
 
 async def upsert_record(
@@ -203,7 +204,7 @@ async def upsert_record(
     for attempt in range(UPSERT_ATTEMPTS):
         row = await _write(ctx, c, ex or ctx.db, q, args)
         if row is not None:
-            return to_record(row, False), bool(row[sql.INSERTED])
+            return to_record(row, c), bool(row[sql.INSERTED])
         # Nothing written: the rule refused the existing record, or a racing PUT inserted it
         # after this statement's snapshot. Once more with a fresh snapshot tells them apart.
         if attempt > 0 and await _exists(ctx, c, ex or ctx.db, rid):
@@ -223,21 +224,37 @@ async def delete_record(
     authorize(c, "delete", identity)
     rid = existing_id(c, raw_id)
     q = sql.delete(ctx.schema, query_limits(ctx), c, identity.is_admin)
+    ex = ex or ctx.db
     try:
-        deleted = await (ex or ctx.db).fetchval(q.sql, *q.bind({"id": rid, **bind_auth(identity)}))
+        deleted = await ex.fetchval(q.sql, *q.bind({"id": rid, **bind_auth(identity)}))
     except DatabaseError as exc:
         raise _explain(ctx, c, exc, deleting=True) from None
     if deleted is None:
         raise not_found(c)
+    _ring(c, ex)
+
+
+def _ring(c: Collection, ex: Executor) -> None:
+    """Wake, once the write commits, the readers of what it changed: the change log; the job
+    queue when the collection has push triggers (the log's trigger queued a job); the file
+    cleaner when it holds files (a dropped file went on the cleanup list)."""
+    ex.ring(bells.CHANGES)
+    if c.push:
+        ex.ring(bells.JOBS)
+    if any(f.type == "file" for f in c.fields):
+        ex.ring(bells.FILE_CLEANUP)
 
 
 async def _write(
     ctx: AppContext, c: Collection, ex: Executor, q: Compiled, args: dict[str, Any]
 ) -> Any:
     try:
-        return await ex.fetchrow(q.sql, *q.bind(args))
+        row = await ex.fetchrow(q.sql, *q.bind(args))
     except DatabaseError as exc:
         raise _explain(ctx, c, exc) from None
+    if row is not None:
+        _ring(c, ex)
+    return row
 
 
 def _explain(

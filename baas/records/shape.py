@@ -1,7 +1,9 @@
 """What a read returns: `fields=` (projection) and `expand=`; and rows -> records.
 
-Rows come back with helper columns (`_e_<field>` for expanded records, `_s<n>` for sort values,
-`_total`, `_ok`, `_inserted`): records keep their fields, and expanded ones under "expand".
+Rows come back with helper columns (`_e<n>` for the n-th expanded relation, `_s<n>` for sort
+values, `_own`, `_total`, `_ok`, `_inserted`), all positional or fixed, none made of a field name:
+records keep their fields, expanded ones under "expand", and lose their private fields when the
+row is someone else's account (`_own` false).
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from typing import Any
 
 from baas.config import Settings
 from baas.errors import InvalidParameter
-from baas.records.expand import PREFIX, parse_expand
+from baas.records import privacy
+from baas.records.expand import PREFIX, expand_names, parse_expand
 from baas.records.sql import ReadShape, output_columns
 from baas.schema.models import Collection
 
@@ -41,17 +44,30 @@ def _projection(c: Collection, fields: str | None) -> tuple[str, ...] | None:
     return names
 
 
-def to_record(row: Any, plain: bool) -> dict[str, Any]:
+def is_plain(c: Collection, shape: ReadShape, admin: bool) -> bool:
+    """Whether rows of this read have no helper columns (the fast path of `to_record`)."""
+    return shape == DEFAULT and not privacy.masks(c, admin)
+
+
+def to_record(
+    row: Any, c: Collection, shape: ReadShape = DEFAULT, plain: bool = False
+) -> dict[str, Any]:
     """A row as the record clients see; `plain` rows have no helper columns (the fast path)."""
     if plain:
         return dict(row)
     record: dict[str, Any] = {}
     expanded: dict[str, Any] = {}
+    own = True
+    names = expand_names(shape.expand)
     for key, value in row.items():
-        if key.startswith(PREFIX):
-            expanded[key[len(PREFIX) :]] = value
-        elif not key.startswith("_"):
+        if not key.startswith("_"):
             record[key] = value
+        elif key == privacy.OWN:
+            own = value
+        elif key.startswith(PREFIX) and key[len(PREFIX) :].isdigit():
+            expanded[names[int(key[len(PREFIX) :])]] = value
+    if not own:
+        privacy.strip(record, c)
     if expanded:
         record["expand"] = expanded
     return record

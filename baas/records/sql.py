@@ -16,6 +16,7 @@ from baas.db.sqltree import Compiled, Params, column, ident, table
 from baas.query import QueryLimits
 from baas.query.compile import group
 from baas.records.expand import Expand, expand_columns
+from baas.records.privacy import record_columns
 from baas.rules import engine
 from baas.rules.resolver import aliased, all_of, named, only_where, pg_type
 from baas.schema.cache import SchemaCache
@@ -23,9 +24,11 @@ from baas.schema.ddl import search_document
 from baas.schema.models import SYSTEM_FIELDS, TABLE_SCHEMA, Collection
 
 ALIAS = "rec"
-TOTAL = "_total"  # no field can start with "_", so these never collide
+# Helper output columns: no field can start with "_", and none is made of a field name (those
+# could pass PostgreSQL's 63-byte limit and be cut), so they never collide with a field.
+TOTAL = "_total"
 INSERTED = "_inserted"
-SORT = "_s"
+SORT = "_s"  # `_s<n>`: the n-th sort value, when it is not an output column already
 
 
 def output_columns(c: Collection) -> tuple[str, ...]:
@@ -112,15 +115,26 @@ class _Build:
             admin=self.admin,
         ).node
 
-    def outputs(self, alias: str, shape: ReadShape) -> list[exp.Expression]:
+    @property
+    def viewer(self) -> exp.Expression | None:
+        """Whom private fields are shown to: the caller's account (None: admins see all)."""
+        return None if self.admin else self.auth_id
+
+    def outputs(self, alias: str | None, shape: ReadShape) -> list[exp.Expression]:
         names = shape.fields if shape.fields is not None else output_columns(self.c)
-        columns: list[exp.Expression] = [column(n, alias) for n in names]
+        columns = record_columns(self.c, names, alias, self.viewer)
         if shape.expand:
+            assert alias is not None
             visible = engine.related_condition(
                 self.schema, "view", self.p, self.limits, auth_id=self.auth_id, admin=self.admin
             )
             columns += expand_columns(
-                self.schema, self.c, alias, shape.expand, visible or (lambda _c, _a: None)
+                self.schema,
+                self.c,
+                alias,
+                shape.expand,
+                visible or (lambda _c, _a: None),
+                self.viewer,
             )
         return columns
 
@@ -308,7 +322,7 @@ def insert(
         rule = b.rule("create", ALIAS)
         ins = _insert(c, names, b.p)
         if rule is None:
-            return b.compile(_returning(ins, [column(n) for n in output_columns(c)]))
+            return b.compile(_returning(ins, b.outputs(None, ReadShape())))
         _returning(ins, [exp.Star()])
         q = exp.select(*b.outputs(ALIAS, ReadShape()), *_checked(b, rule)).from_(ALIAS)
         q.set("with_", exp.With(expressions=[_cte(ALIAS, ins)]))
@@ -333,7 +347,7 @@ def update(
             where=exp.Where(this=all_of(_id_eq(b, "cur"), before)),
         )
         if before is None:
-            return b.compile(_returning(upd, [column(n, "cur") for n in output_columns(c)]))
+            return b.compile(_returning(upd, b.outputs("cur", ReadShape())))
         _returning(upd, [exp.Column(this=exp.Star(), table=ident("cur"))])
         after = b.rule("update", ALIAS)
         q = exp.select(*b.outputs(ALIAS, ReadShape()), *_checked(b, after)).from_(ALIAS)

@@ -16,7 +16,9 @@ from sqlglot import exp
 from baas.query import FilterError, QueryLimits, compile_filter, compile_value, parse_filter
 from baas.query.compile import Resolved
 from baas.rules.resolver import Binder, Context, RecordResolver
+from baas.schema.auth_collection import AUTH_COLLECTION
 from baas.schema.models import RULE_OPERATIONS, Collection, Schema
+from baas.schema.push_triggers import RecipientPathError, recipient_path
 
 VERBS = {"list": "list", "view": "view", "create": "create", "update": "update", "delete": "delete"}
 WRITES = ("create", "update")
@@ -134,10 +136,10 @@ def related_condition(
 def _client_context(
     schema: Schema, binder: Binder, limits: QueryLimits, auth_id: exp.Expression, admin: bool
 ) -> Context:
-    """Names as a client may use them: no hidden fields, no body.*, related rows only through
-    their collection's list rule."""
+    """Names as a client may use them: no hidden fields, no private fields (but for admins), no
+    body.*, related rows only through their collection's list rule."""
     related = related_condition(schema, "list", binder, limits, auth_id=auth_id, admin=admin)
-    return Context(schema, binder, limits, auth_id, related=related)
+    return Context(schema, binder, limits, auth_id, related=related, private=admin)
 
 
 def filter_condition(
@@ -205,6 +207,10 @@ def check_rules(schema: Schema, limits: QueryLimits) -> list[str]:
             except FilterError as exc:
                 problems.append(f"collections.{c.name}.rules.{operation}: {exc}")
         for i, trigger in enumerate(c.push):
+            try:
+                recipient_path(schema, c, trigger.to, limits.max_relation_depth, AUTH_COLLECTION)
+            except RecipientPathError as exc:
+                problems.append(f"collections.{c.name}.push[{i}].to: {exc}")
             if trigger.filter is None:
                 continue
             binder = _Throwaway()

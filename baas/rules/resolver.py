@@ -3,7 +3,9 @@
 `title` is a column; `author.name` goes through a relation (an EXISTS over the related rows, in
 which the related collection's own condition can be enforced); `meta.a.b` is a path into a json
 field; `auth.id` is the caller; `auth.<field>` reads the caller's users record; `body.<field>` is
-an incoming value (create and update rules only). Hidden fields exist only for rules.
+an incoming value (create and update rules only). Hidden fields exist only for rules; private
+fields of users (`verified`, ...) for rules, admins and `auth.<field>` (the caller's own), so no
+client filter or sort can probe other accounts through them.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class Context:
     body: Collection | None = None  # body.* names incoming values of this collection
     related: Related | None = None  # condition on rows reached through a relation path
     hidden: bool = False  # may name hidden fields (rules may, client filters may not)
+    private: bool = False  # may name private fields of others' accounts (rules and admins may)
 
 
 def field_kind(f: Field) -> Kind:
@@ -169,6 +172,11 @@ class RecordResolver:
         f = _readable(c, name, self.context.hidden)
         if f is None:
             raise NameProblem(f"{c.name} has no field {name!r}")
+        if f.private and not (self.context.hidden or self.context.private):
+            raise NameProblem(
+                f"{prefix}{name} is shown only to the account itself: filters and sorts "
+                "cannot use it"
+            )
         if not rest:
             return Resolved(column(name, alias), field_kind(f), hops)
         if f.type == "json":

@@ -2,7 +2,9 @@
 
 Every schema has `users`. Its system fields (email, password_hash, verified, disabled, anonymous,
 last_sign_in) are written by the auth API only: the records API never accepts them and never
-returns the hidden ones, and no rule or filter may read `password_hash`. `name` and `avatar` are
+returns the hidden ones, and no rule or filter may read `password_hash`. The others (`verified`,
+`disabled`, `anonymous`) are private: shown only to the account itself and to admins, unless the
+schema file shares one (`verified: {private: false}`). `name` and `avatar` are
 ordinary fields a schema file may redefine. A schema file may add fields, indexes and rules; with
 no `rules` key, users list, view and update only their own record and anyone may sign up (the
 create rule governs sign-up: null closes it, an expression may test `body.email`).
@@ -22,9 +24,30 @@ SECRET_FIELDS = frozenset({"password_hash"})  # never readable, not even by rule
 SYSTEM_FIELDS: tuple[Field, ...] = (
     Field(name="email", type="email", unique=True, hidden=True, system=True, max=MAX_EMAIL_LENGTH),
     Field(name="password_hash", type="text", hidden=True, system=True),
-    Field(name="verified", type="bool", nullable=False, default=Default(False), system=True),
-    Field(name="disabled", type="bool", nullable=False, default=Default(False), system=True),
-    Field(name="anonymous", type="bool", nullable=False, default=Default(False), system=True),
+    Field(
+        name="verified",
+        type="bool",
+        nullable=False,
+        default=Default(False),
+        system=True,
+        private=True,
+    ),
+    Field(
+        name="disabled",
+        type="bool",
+        nullable=False,
+        default=Default(False),
+        system=True,
+        private=True,
+    ),
+    Field(
+        name="anonymous",
+        type="bool",
+        nullable=False,
+        default=Default(False),
+        system=True,
+        private=True,
+    ),
     Field(name="last_sign_in", type="datetime", hidden=True, system=True),
 )
 DEFAULT_FIELDS: tuple[Field, ...] = (
@@ -32,6 +55,11 @@ DEFAULT_FIELDS: tuple[Field, ...] = (
     Field(name="avatar", type="file", mime_types=("image/*",), max_size=5_000_000),
 )
 SYSTEM_NAMES = frozenset(f.name for f in SYSTEM_FIELDS)
+# The system fields a schema file may share with other users (`verified: {private: false}`).
+SHAREABLE = frozenset(f.name for f in SYSTEM_FIELDS if f.private)
+# Keys the auth API adds to a users record in its own views (/api/auth/me, the admin API): a
+# field of that name would be shadowed there.
+VIEW_KEYS = frozenset({"has_password", "mfa_enabled", "providers", "active_sessions"})
 DEFAULT_RULES = Rules(list="id = auth.id", view="id = auth.id", create="", update="id = auth.id")
 
 
@@ -41,24 +69,42 @@ def default_users() -> Collection:
     )
 
 
-def with_built_ins(users: Collection, rules: Rules | None) -> Collection:
-    """A declared `users` collection: the system fields, `name`/`avatar` unless redefined, then
-    the app's own fields; default rules when none were declared."""
+def with_built_ins(
+    users: Collection, rules: Rules | None, private: dict[str, bool] | None = None
+) -> Collection:
+    """A declared `users` collection: the system fields (with the `private` choices the file
+    made), `name`/`avatar` unless redefined, then the app's own fields; default rules when none
+    were declared."""
     declared = {f.name for f in users.fields}
     defaults = tuple(f for f in DEFAULT_FIELDS if f.name not in declared)
     return replace(
         users,
-        fields=(*SYSTEM_FIELDS, *defaults, *users.fields),
+        fields=(*system_fields(private or {}), *defaults, *users.fields),
         rules=DEFAULT_RULES if rules is None else rules,
     )
 
 
-def as_stored_system_field(f: Field) -> Field:
-    """A system field read back from the stored schema (which keeps its id)."""
-    for built_in in SYSTEM_FIELDS:
-        if built_in.name == f.name:
-            return replace(built_in, id=f.id)
-    return f
+def system_fields(private: dict[str, bool], ids: dict[str, str] | None = None) -> tuple[Field, ...]:
+    """The built-in fields, with `private` changed where asked (and their stored ids)."""
+    out = []
+    for f in SYSTEM_FIELDS:
+        changes: dict[str, object] = {}
+        if f.name in private and f.name in SHAREABLE:
+            changes["private"] = private[f.name]
+        if ids and f.name in ids:
+            changes["id"] = ids[f.name]
+        out.append(replace(f, **changes) if changes else f)  # type: ignore[arg-type]
+    return tuple(out)
+
+
+def shared_choices(users: Collection) -> dict[str, bool]:
+    """The system fields whose `private` differs from the built-in: what a schema file says."""
+    built_in = {f.name: f.private for f in SYSTEM_FIELDS}
+    return {
+        f.name: f.private
+        for f in users.fields
+        if f.system and f.name in SHAREABLE and f.private != built_in[f.name]
+    }
 
 
 def declared_fields(users: Collection) -> tuple[Field, ...]:

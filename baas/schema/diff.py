@@ -472,6 +472,7 @@ def _default_sql(f: Field) -> str | None:
 # Options only the server enforces (no DDL shows them), reported as `update_field` steps.
 _METADATA = (
     "hidden",
+    "private",
     "pattern",
     "max_size",
     "mime_types",
@@ -504,4 +505,6 @@ def describe(f: Field) -> str:
         parts.append(f"default {f.default.value!r}")
     if f.hidden:
         parts.append("hidden")
+    if f.private:
+        parts.append("private")
     return ", ".join(parts)

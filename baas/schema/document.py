@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from baas.errors import ApiError
@@ -26,7 +27,7 @@ from baas.schema.models import (
     Rules,
     Schema,
 )
-from baas.schema.names import name_problem
+from baas.schema.names import RECORD_KEYS, name_problem
 from baas.schema.push_triggers import parse_push, push_doc
 
 MAX_COLLECTIONS = 1000
@@ -128,9 +129,12 @@ def parse_document(doc: Any, *, stored: bool = False) -> Schema:
         if problem:
             problems.add(path, problem)
             continue
+        system: dict[str, Any] = {}
+        if name == auth.AUTH_COLLECTION:
+            definition, system = _split_system_fields(definition)
         collection = _collection(name, definition, names, path, problems, stored)
         if collection is not None and name == auth.AUTH_COLLECTION:
-            collection = _users(collection, definition, path, problems, stored)
+            collection = _users(collection, definition, system, path, problems, stored)
         if collection is not None:
             collections.append(collection)
     if not stored and auth.AUTH_COLLECTION not in raw:
@@ -140,32 +144,64 @@ def parse_document(doc: Any, *, stored: bool = False) -> Schema:
     return Schema(collections=tuple(collections))
 
 
+def _split_system_fields(definition: Any) -> tuple[Any, dict[str, Any]]:
+    """The users definition without its system field entries, and those entries."""
+    fields = definition.get("fields") if isinstance(definition, Mapping) else None
+    if not isinstance(fields, Mapping) or not auth.SYSTEM_NAMES & set(fields):
+        return definition, {}
+    system = {k: v for k, v in fields.items() if k in auth.SYSTEM_NAMES}
+    rest = {k: v for k, v in fields.items() if k not in auth.SYSTEM_NAMES}
+    return {**definition, "fields": rest}, system
+
+
 def _users(
-    c: Collection, definition: Any, path: str, problems: _Problems, stored: bool
+    c: Collection,
+    definition: Any,
+    system: dict[str, Any],
+    path: str,
+    problems: _Problems,
+    stored: bool,
 ) -> Collection:
     """The auth collection: its system fields added (or recognised, when stored)."""
     declared_rules = isinstance(definition, Mapping) and "rules" in definition
     if stored:
-        fields = tuple(auth.as_stored_system_field(f) for f in c.fields)
-        return Collection(
-            name=c.name,
-            fields=fields,
-            indexes=c.indexes,
-            id=c.id,
-            rules=c.rules,
-            search=c.search,
-            search_language=c.search_language,
-            push=c.push,
+        return _stored_users(c, system)
+    private: dict[str, bool] = {}
+    for name, entry in system.items():
+        share = entry.get("private") if isinstance(entry, Mapping) else None
+        if name in auth.SHAREABLE and isinstance(share, bool) and set(entry) == {"private"}:
+            private[name] = share
+            continue
+        hint = " (only `private: false` may be given, to show it to other users)"
+        problems.add(
+            f"{path}.fields.{name}",
+            f"{name!r} is a built-in field of users, managed by the auth API: leave it out"
+            + (hint if name in auth.SHAREABLE else ""),
         )
     for f in c.fields:
-        if f.name in auth.SYSTEM_NAMES:
+        if f.name in auth.VIEW_KEYS:
             problems.add(
                 f"{path}.fields.{f.name}",
-                f"{f.name!r} is a built-in field of users, managed by the auth API: leave it out",
+                f"{f.name!r} is a key the auth API adds to an account's own view "
+                "(/api/auth/me, the admin API): choose another name",
             )
     if c.renamed_from is not None:
         problems.add(f"{path}.renamed_from", "the users collection cannot be renamed")
-    return auth.with_built_ins(c, c.rules if declared_rules else None)
+    return auth.with_built_ins(c, c.rules if declared_rules else None, private)
+
+
+def _stored_users(c: Collection, system: dict[str, Any]) -> Collection:
+    """The stored users collection: the system fields it has, with their ids and `private`
+    (stored explicitly; a copy from before `private` existed gets the built-in choice)."""
+    ids: dict[str, str] = {}
+    private: dict[str, bool] = {}
+    for name, entry in system.items():
+        if isinstance(entry, Mapping):
+            ids[name] = str(entry.get("id") or "")
+            if isinstance(entry.get("private"), bool):
+                private[name] = entry["private"]
+    built_in = tuple(f for f in auth.system_fields(private, ids) if f.name in system)
+    return replace(c, fields=(*built_in, *c.fields))
 
 
 def _collection(
@@ -195,6 +231,11 @@ def _collection(
         problem = name_problem(field_name, "field")
         if problem is None and field_name in SYSTEM_FIELDS:
             problem = f"{field_name!r} is a system field every collection has"
+        if problem is None and field_name in RECORD_KEYS and not stored:
+            problem = (
+                f"{field_name!r} is a key the API adds to records (expanded relations): "
+                "choose another name"
+            )
         if problem:
             problems.add(fpath, problem)
             continue
@@ -387,8 +428,6 @@ def _jsonable(value: Any) -> Any:
 
 
 def _replace(f: Field, **changes: Any) -> Field:
-    from dataclasses import replace
-
     return replace(f, **changes)
 
 
@@ -545,6 +584,7 @@ def to_document(
 def _untouched_users(c: Collection) -> bool:
     return (
         not auth.declared_fields(c)
+        and not auth.shared_choices(c)
         and not c.indexes
         and not c.search
         and c.rules == auth.DEFAULT_RULES
@@ -558,6 +598,9 @@ def _collection_doc(c: Collection, with_ids: bool) -> dict[str, Any]:
     users = c.name == auth.AUTH_COLLECTION
     fields = auth.declared_fields(c) if users and not with_ids else c.fields
     doc["fields"] = {f.name: _field_doc(f, with_ids) for f in fields}
+    if users and not with_ids:
+        shared = {name: {"private": value} for name, value in auth.shared_choices(c).items()}
+        doc["fields"] = {**shared, **doc["fields"]}
     if c.indexes:
         doc["indexes"] = [_index_doc(i, with_ids) for i in c.indexes]
     if c.search:
@@ -599,6 +642,8 @@ def _field_doc(f: Field, with_ids: bool) -> Any:
             doc[key] = list(getattr(f, key))
     if f.default is not None:
         doc["default"] = _plain_number(f.default.value)
+    if f.private or (f.system and f.name in auth.SHAREABLE):
+        doc["private"] = f.private  # stored explicitly: absent means the built-in choice
     if len(doc) == 1:
         return f.type
     return doc

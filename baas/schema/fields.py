@@ -19,7 +19,9 @@ from baas.schema.emails import InvalidEmail, email_address
 from baas.schema.models import Field
 
 BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
-MAX_JSON_DEPTH = 64
+EXACT_FLOAT_INT = 2**53  # past it a float (1e18, 5.0e17) may not be the integer that was meant
+MAX_JSON_DEPTH = 64  # arrays and objects inside one another, the outermost counted
+_INTEGER_RANGE = f"between {BIGINT_MIN} and {BIGINT_MAX}"
 
 COMMON_OPTIONS = frozenset(
     {"type", "required", "nullable", "default", "unique", "hidden", "renamed_from", "id"}
@@ -161,11 +163,18 @@ def _url(f: Field, value: Any) -> str:
 def _integer(f: Field, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise FieldValueError("invalid_type", "must be an integer")
-    if isinstance(value, float) and not value.is_integer():
-        raise FieldValueError("invalid_type", "must be an integer")
+    if isinstance(value, float):
+        if math.isfinite(value) and not value.is_integer():
+            raise FieldValueError("invalid_type", "must be an integer")
+        if not abs(value) <= EXACT_FLOAT_INT:  # 9.3e18 or 1e19: which integer? never guess
+            raise FieldValueError(
+                "out_of_range",
+                f"must be an integer {_INTEGER_RANGE}, written without a fraction or exponent "
+                f"past {EXACT_FLOAT_INT}",
+            )
     number = int(value)
     if not BIGINT_MIN <= number <= BIGINT_MAX:
-        raise FieldValueError("out_of_range", "must fit in 64 bits")
+        raise FieldValueError("out_of_range", f"must be an integer {_INTEGER_RANGE} (64 bits)")
     _check_bounds(f, number, "")
     return number
 
@@ -173,9 +182,14 @@ def _integer(f: Field, value: Any) -> int:
 def _number(f: Field, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise FieldValueError("invalid_type", "must be a number")
-    number = float(value) if abs(value) < 1e308 else math.inf
+    try:
+        number = float(value)
+    except OverflowError:  # an integer past what a double holds (about 1.8e308)
+        number = math.inf
     if not math.isfinite(number):
-        raise FieldValueError("out_of_range", "must be a finite number")
+        raise FieldValueError(
+            "out_of_range", "must be a finite number, at most about 1.8e308 either way"
+        )
     _check_bounds(f, number, "")
     return number
 
@@ -227,19 +241,27 @@ def _json(f: Field, value: Any) -> Any:
 
 
 def _check_json(value: Any, depth: int) -> None:
-    if depth > MAX_JSON_DEPTH:
-        raise FieldValueError("too_deep", f"must not nest deeper than {MAX_JSON_DEPTH} levels")
+    """`depth`: how many arrays and objects hold `value`."""
     if isinstance(value, str):
         if "\x00" in value:
             raise FieldValueError("invalid_value", "must not contain NUL characters")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            if "\x00" in key:
-                raise FieldValueError("invalid_value", "must not contain NUL characters")
+    elif isinstance(value, (dict, list)):
+        if depth >= MAX_JSON_DEPTH:
+            raise FieldValueError(
+                "too_deep", f"must not nest arrays and objects more than {MAX_JSON_DEPTH} deep"
+            )
+        items = value.values() if isinstance(value, dict) else value
+        if isinstance(value, dict) and any("\x00" in key for key in value):
+            raise FieldValueError("invalid_value", "must not contain NUL characters")
+        for item in items:
             _check_json(item, depth + 1)
-    elif isinstance(value, list):
-        for item in value:
-            _check_json(item, depth + 1)
+    elif isinstance(value, bool):
+        pass
+    elif isinstance(value, int):
+        if not BIGINT_MIN <= value <= BIGINT_MAX:  # stored and read back exactly within 64 bits
+            raise FieldValueError(
+                "out_of_range", f"must hold integers {_INTEGER_RANGE}; send larger ones as strings"
+            )
     elif isinstance(value, float) and not math.isfinite(value):
         raise FieldValueError("out_of_range", "must hold finite numbers")
 

@@ -22,7 +22,7 @@ from baas.schema.document import (
 )
 from baas.schema.fields import TYPES, TypeSpec
 from baas.schema.models import ON_DELETE, RULE_OPERATIONS, SYSTEM_FIELDS
-from baas.schema.names import MAX_IDENTIFIER_BYTES, RESERVED, SYSTEM_COLUMNS
+from baas.schema.names import MAX_IDENTIFIER_BYTES, RECORD_KEYS, RESERVED, SYSTEM_COLUMNS
 from baas.schema.push_triggers import JSONSCHEMA as PUSH_JSONSCHEMA
 
 NAME_PATTERN = f"^[a-z][a-z0-9_]{{0,{MAX_IDENTIFIER_BYTES - 1}}}$"
@@ -130,6 +130,14 @@ def schema_file_jsonschema() -> dict[str, Any]:
                 "anyOf": [
                     {"enum": list(TYPES), "description": "Short form: just the type."},
                     {"$ref": "#/$defs/fieldDefinition"},
+                    {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["private"],
+                        "properties": {"private": {"type": "boolean"}},
+                        "description": "users only: a built-in auth field (verified, disabled, "
+                        "anonymous) with `private: false` shows it to other users.",
+                    },
                 ]
             },
             "fieldDefinition": {
@@ -179,7 +187,7 @@ def _collection() -> dict[str, Any]:
             "fields": {
                 "type": ["object", "null"],
                 "maxProperties": MAX_FIELDS,
-                "propertyNames": _name(SYSTEM_FIELDS),
+                "propertyNames": _name((*SYSTEM_FIELDS, *RECORD_KEYS)),
                 "additionalProperties": {"$ref": "#/$defs/field"},
             },
             "indexes": {

@@ -51,6 +51,7 @@ class Field:
     serve_inline: bool = False  # HTML/SVG/XML shown inline (still sandboxed), not as attachments
     thumbs: tuple[str, ...] = ()
     system: bool = False  # built in (users' auth fields): written by baas, not by clients
+    private: bool = False  # users only: shown to the account itself and admins, nobody else
     renamed_from: str | None = field(default=None, compare=False)
 
     @property

@@ -30,6 +30,9 @@ RESERVED = frozenset(
 )
 # Columns every PostgreSQL table has; a field may not shadow them.
 SYSTEM_COLUMNS = frozenset({"oid", "tableoid", "xmin", "cmin", "xmax", "cmax", "ctid"})
+# Keys the API itself adds to records (`expand` holds the expanded relations); a field of that
+# name would be shadowed in every answer.
+RECORD_KEYS = frozenset({"expand"})
 
 
 def name_problem(name: object, kind: str) -> str | None:

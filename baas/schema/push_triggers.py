@@ -10,6 +10,11 @@ written, parsed and written back here.
           title: "New message"             # jinja2 over `record` (sandboxed)
           body: "{{ record.text | truncate(80) }}"
           data: {chat: "{{ record.chat }}"}
+
+`to` may also be a path through relations (`post.author`: the users the last relation names, of
+the record the ones before lead to): every relation before the last names one record, the last
+one is to users (single or multiple), and a path goes through at most as many relations as a
+filter's may (`recipient_path`, checked against the whole schema when it is applied).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import Any, Protocol
 from jinja2 import TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
 
-from baas.schema.models import Field, PushTrigger
+from baas.schema.models import Collection, Field, PushTrigger, Schema
 
 MAX_TRIGGERS = 10
 MAX_TEMPLATE = 2000
@@ -75,10 +80,9 @@ def _trigger(
             problems.add(f"{path}.{key}", f"unknown key; one of: {', '.join(sorted(_KEYS))}")
     if entry.get("on") not in ("create", "update"):
         problems.add(f"{path}.on", "create or update")
-    name = entry.get("to")
-    to = fields.get(name) if isinstance(name, str) else None
-    if to is None or to.type != "relation" or to.collection != users:
-        problems.add(f"{path}.to", f"the name of a relation field to {users}")
+    problem = _first_hop_problem(entry.get("to"), fields, users)
+    if problem is not None:
+        problems.add(f"{path}.to", problem)
     texts: dict[str, Any] = {k: entry[k] for k in _TEMPLATED if entry.get(k) is not None}
     for key, text in texts.items():
         _template(text, f"{path}.{key}", problems)
@@ -100,6 +104,66 @@ def _trigger(
         priority=entry.get("priority", "high"),
         **texts,
     )
+
+
+class RecipientPathError(ValueError):
+    """A trigger's `to` does not lead to users; the message says why."""
+
+
+def _first_hop_problem(to: Any, fields: Mapping[str, Field], users: str) -> str | None:
+    """What is wrong with the first field of `to`, in the trigger's own collection."""
+    expected = f"the name of a relation field to {users}, or a path to one (post.author)"
+    if not isinstance(to, str) or not to:
+        return f"missing: {expected}"
+    names = to.split(".")
+    f = fields.get(names[0])
+    try:
+        _hop(f, names, 0, users)
+    except RecipientPathError as exc:
+        return str(exc)
+    return None
+
+
+def _hop(f: Field | None, names: list[str], i: int, users: str) -> None:
+    """Raise RecipientPathError unless `f` (the field of names[i]) may be hop i of the path."""
+    where = ".".join(names[: i + 1])
+    last = i == len(names) - 1
+    if f is None:
+        raise RecipientPathError(f"{where}: no such field")
+    if f.type != "relation":
+        raise RecipientPathError(f"{where} is a {f.type} field: the path needs relations")
+    if not last and f.multiple:
+        raise RecipientPathError(
+            f"{where} holds several records: only the last relation of the path may"
+        )
+    if last and f.collection != users:
+        raise RecipientPathError(
+            f"{where} is a relation to {f.collection}: the path must end with one to {users}"
+        )
+
+
+def recipient_path(
+    schema: Schema, c: Collection, to: str, max_relations: int, users: str
+) -> tuple[Field, ...]:
+    """The relation fields `to` goes through from `c`, the last one to users; at most
+    `max_relations` before the last (a filter's limit). RecipientPathError says what is wrong."""
+    names = to.split(".")
+    if len(names) - 1 > max_relations:
+        raise RecipientPathError(
+            f"{to} goes through {len(names) - 1} relations before its last field: at most"
+            f" {max_relations}, as in filters"
+        )
+    hops: list[Field] = []
+    current: Collection | None = c
+    for i, name in enumerate(names):
+        if current is None:
+            raise RecipientPathError(f"{'.'.join(names[:i])} points to a missing collection")
+        f = current.field(name)
+        _hop(f, names, i, users)
+        assert f is not None
+        hops.append(f)
+        current = schema.collection(f.collection or "")
+    return tuple(hops)
 
 
 def _template(text: Any, path: str, problems: Problems) -> None:
@@ -150,7 +214,11 @@ JSONSCHEMA: dict[str, Any] = {
         "required": ["on", "to"],
         "properties": {
             "on": {"enum": ["create", "update"]},
-            "to": {"type": "string", "description": "A relation field to users."},
+            "to": {
+                "type": "string",
+                "description": "A relation field to users, or a path through single relations"
+                " to one (post.author).",
+            },
             "filter": {"type": "string", "maxLength": MAX_TEMPLATE},
             **{k: {"type": "string", "maxLength": MAX_TEMPLATE} for k in _TEMPLATED},
             "data": {

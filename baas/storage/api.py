@@ -45,15 +45,19 @@ async def get_file(request: Request) -> Response:
     headers = _headers(file, attachment)
     if not_modified(request.headers, file.etag, file.created):
         return Response(status_code=304, headers=_validators(file))
-    if made is not None:
-        return Response(made, media_type=file.content_type, headers=headers)
-    presigned = _presigned(ctx, file, headers) if ctx.settings.s3_presigned_downloads else None
+    presigned = None
+    if made is None and ctx.settings.s3_presigned_downloads:
+        presigned = _presigned(ctx, file, headers)
     if presigned is not None:
         return RedirectResponse(presigned, status_code=302, headers={"Cache-Control": "no-store"})
-    return await _stream(request, file, headers)
+    return await _send(request, file, headers, made)
 
 
-async def _stream(request: Request, file: StoredFile, headers: dict[str, str]) -> Response:
+async def _send(
+    request: Request, file: StoredFile, headers: dict[str, str], made: bytes | None
+) -> Response:
+    """The file (or the range asked for), framed by `file.size`: from `made` when its bytes
+    were just made (a new thumbnail), streamed from the backend otherwise."""
     ctx = context(request)
     wanted = byte_range(request.headers, file.size, file.etag, file.created)
     if wanted is False:
@@ -66,6 +70,9 @@ async def _stream(request: Request, file: StoredFile, headers: dict[str, str]) -
     headers["Content-Length"] = str(length)
     if request.method == "HEAD" or length == 0:
         return Response(status_code=status, headers=headers, media_type=file.content_type)
+    if made is not None:
+        body = made[offset : offset + length]
+        return Response(body, status_code=status, headers=headers, media_type=file.content_type)
     chunks = download.read(ctx, file, offset, length)
     first = await anext(chunks, b"")  # a missing object is a 404, before anything is sent
     return StreamingResponse(
@@ -104,5 +111,5 @@ def _presigned(ctx: AppContext, file: StoredFile, headers: dict[str, str]) -> st
 
 routes = [
     route("/api/files/token", POST=file_token),
-    route("/api/files/{collection}/{id}/{name}", GET=get_file, HEAD=get_file),
+    route("/api/files/{collection}/{id}/{name}", GET=get_file),
 ]

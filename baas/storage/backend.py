@@ -60,7 +60,9 @@ class Backend(Protocol):
         before yielding anything when there is no such key."""
         ...
 
-    async def exists(self, key: str) -> bool: ...
+    async def size(self, key: str) -> int | None:
+        """The object's size in bytes; None when there is no such key."""
+        ...
 
     async def delete(self, keys: Sequence[str]) -> None:
         """Delete these keys; a missing key is not an error."""

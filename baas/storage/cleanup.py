@@ -3,22 +3,23 @@
 Keys join the list in the transactions that stop referencing them (`0005_files.sql`), so a key
 a committed record points to is never deleted. Every instance runs a cleaner; each claims due
 keys with `FOR UPDATE SKIP LOCKED`, deletes the objects (and their thumbnails) from the backend
-and then the rows, in one transaction. A backend that fails leaves the rows, retried with backoff.
+and then the rows, in one transaction. A backend that fails leaves the rows, retried with backoff;
+while the database is down the cleaner backs off and logs the outage once (`baas.loops`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 
 from baas.context import AppContext
+from baas.db import bells
 from baas.errors import ApiError
+from baas.loops import Loop
 from baas.storage.download import thumbs_prefix
 
 log = logging.getLogger("baas.storage")
 
-CHANNEL = "baas_file_cleanup"
+CHANNEL = bells.FILE_CLEANUP
 BATCH = 100
 INTERVAL_S = 60.0  # looks for due keys at least this often (uploads that never committed)
 MAX_BACKOFF_S = 3600
@@ -27,32 +28,20 @@ MAX_BACKOFF_S = 3600
 class FileCleaner:
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self.loop = Loop("file cleaner", self._sweep_all, every_s=INTERVAL_S, log=log)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="baas-file-cleaner")
+        self.loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self.loop.stop()
 
     def wake(self, _payload: str = "") -> None:
-        self._wake.set()
+        self.loop.wake()
 
-    async def _run(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(INTERVAL_S):
-                    await self._wake.wait()
-            self._wake.clear()
-            try:
-                while await self.sweep() == BATCH:
-                    pass
-            except Exception:
-                log.exception("file cleanup failed; retrying later")
+    async def _sweep_all(self) -> None:
+        while await self.sweep() == BATCH:
+            pass
 
     async def sweep(self) -> int:
         """Delete one batch of due objects; the number of keys handled."""

@@ -25,7 +25,7 @@ from baas.records.visibility import visible_to
 from baas.schema.models import Field
 from baas.storage.backend import ObjectMissing
 from baas.storage.names import STORED_NAME
-from baas.storage.thumbs import THUMBABLE, ThumbError, make_thumb, parse_thumb
+from baas.storage.thumbs import THUMBABLE, ThumbError, make_thumb, parse_thumb, thumb_type
 
 FILE_TOKEN = "file"  # noqa: S105 - the token type claim, not a secret
 MAX_THUMB_SOURCE = 50 * 1024 * 1024  # bytes of an original read into memory for a thumbnail
@@ -113,7 +113,8 @@ async def thumbnail(
     ctx: AppContext, file: StoredFile, size: str
 ) -> tuple[StoredFile, bytes | None]:
     """The thumbnail `size` of `file`: (its description, its bytes when just made or None when
-    it is in the backend already). Files that are no image are served as they are."""
+    it is in the backend already). The description is the thumbnail's own (key, type, size),
+    whichever way it came. Files that are no image are served as they are."""
     spec = parse_thumb(size)
     if spec is None or str(spec) not in file.field.thumbs:
         allowed = ", ".join(file.field.thumbs) or "none"
@@ -123,20 +124,24 @@ async def thumbnail(
         )
     if file.content_type not in THUMBABLE:
         return file, None
-    key = thumb_key(file.key, str(spec))
-    mime = "image/png" if file.content_type == "image/gif" else file.content_type
-    made = replace(file, key=key, content_type=mime, thumb=str(spec))
-    if await ctx.storage.exists(key):
-        return made, None
+    thumb = replace(
+        file,
+        key=thumb_key(file.key, str(spec)),
+        content_type=thumb_type(file.content_type),
+        thumb=str(spec),
+    )
+    stored = await ctx.storage.size(thumb.key)
+    if stored is not None:
+        return replace(thumb, size=stored), None
     if file.size > MAX_THUMB_SOURCE:
         raise InvalidParameter("the image is too large for thumbnails", code="image_too_large")
     original = b"".join([chunk async for chunk in read(ctx, file)])
     try:
-        data, mime = await asyncio.to_thread(make_thumb, original, spec, file.content_type)
+        data, _ = await asyncio.to_thread(make_thumb, original, spec, file.content_type)
     except ThumbError as exc:
         raise InvalidParameter(f"no thumbnail: {exc}", code="not_an_image") from None
-    await ctx.storage.put(key, data, mime)
-    return replace(made, size=len(data), content_type=mime), data
+    await ctx.storage.put(thumb.key, data, thumb.content_type)
+    return replace(thumb, size=len(data)), data
 
 
 def thumb_key(key: str, size: str) -> str:

@@ -15,6 +15,7 @@ import logging
 import os
 import secrets
 import shutil
+import stat
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
@@ -163,10 +164,10 @@ class LocalBackend:
                     remaining -= len(chunk)
                 yield chunk
 
-    async def exists(self, key: str) -> bool:
+    async def size(self, key: str) -> int | None:
         path = self._path(key)
         with self.translated("read"):
-            return await asyncio.to_thread(path.is_file)
+            return await asyncio.to_thread(_file_size, path)
 
     # -- deleting ---------------------------------------------------------------------------------
 
@@ -256,3 +257,11 @@ def _open_at(path: Path, offset: int) -> BinaryIO:
     if offset:
         file.seek(offset)
     return file
+
+
+def _file_size(path: Path) -> int | None:
+    try:
+        status = path.stat()
+    except _MISSING:
+        return None
+    return status.st_size if stat.S_ISREG(status.st_mode) else None

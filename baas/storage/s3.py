@@ -121,7 +121,7 @@ class S3Backend:
         check_key(key)
         check_range(offset, length)
         if length == 0:  # S3 has no empty range: only say whether the object is there
-            if not await self.exists(key):
+            if await self.size(key) is None:
                 raise ObjectMissing(key)
             return
         response = await self.call(self._get, key, offset, length or 0)
@@ -150,18 +150,18 @@ class S3Backend:
                 return _PAST_END
             raise
 
-    async def exists(self, key: str) -> bool:
+    async def size(self, key: str) -> int | None:
         check_key(key)
-        return await self.call(self._exists, key)
+        return await self.call(self._size, key)
 
-    def _exists(self, key: str) -> bool:
+    def _size(self, key: str) -> int | None:
         try:
-            self.client.stat_object(self.bucket, key)
+            found = self.client.stat_object(self.bucket, key)
         except S3Error as exc:
             if exc.code == "NoSuchKey":
-                return False
+                return None
             raise
-        return True
+        return found.size
 
     # -- deleting ---------------------------------------------------------------------------------
 

@@ -82,6 +82,11 @@ def parse_thumb(text: str) -> ThumbSpec | None:
     return ThumbSpec(int(match[1]), int(match[2]), _MODES[match[3]])
 
 
+def thumb_type(mime: str) -> str:
+    """The type of the thumbnails of an image of type `mime` (a GIF's are PNG)."""
+    return _ENCODERS[mime][1]
+
+
 def make_thumb(data: bytes, spec: ThumbSpec, mime: str) -> tuple[bytes, str]:
     """The thumbnail `spec` of the image `data` of type `mime`: (its bytes, its type)."""
     if mime not in THUMBABLE:

@@ -11,8 +11,9 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
+from baas.config import Settings
 from tests.auth.oidc_provider import NONCE, OidcProvider
-from tests.conftest import SERVICE_KEY
+from tests.conftest import LOCAL_NETWORKS, SERVICE_KEY
 
 ADMIN = {"Authorization": f"Bearer {SERVICE_KEY}"}
 PASSWORD = "correct horse battery staple"
@@ -90,6 +91,17 @@ async def alice(anon: httpx.AsyncClient) -> Account:
 
 
 # -- OpenID Connect sign-in over HTTP (a real local provider) -----------------------------------
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The local OpenID provider is on 127.0.0.1: the operator lets server-side fetches reach it."""
+    return settings.replace(outbound_allow_private=LOCAL_NETWORKS)
+
+
+@pytest.fixture(scope="module")
+def module_settings(module_settings: Settings) -> Settings:
+    return module_settings.replace(outbound_allow_private=LOCAL_NETWORKS)
 
 
 @pytest.fixture(scope="module")

@@ -194,6 +194,32 @@ async def test_delete_all_sessions_keeping_the_current_one(
     assert (await _refresh(anon, alice.tokens["refresh_token"])).status_code == 200
 
 
+@pytest.mark.parametrize("value", ["1", "True", "yes", "", "TRUE"])
+async def test_keep_current_is_true_or_false_exactly(
+    anon: httpx.AsyncClient, alice: Account, value: str
+) -> None:
+    """A loose boolean is refused, and nothing ends: read as false, it would end this session."""
+    phone = await sign_in(anon, alice.email)
+    response = await anon.delete(
+        "/api/auth/sessions", params={"keep_current": value}, headers=alice.headers
+    )
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert (error["code"], error["parameter"], error["value"]) == (
+        "invalid_boolean",
+        "keep_current",
+        value,
+    )
+    await _alive(anon, alice)
+    await _alive(anon, phone)
+    misspelt = await anon.delete("/api/auth/sessions?keepcurrent=true", headers=alice.headers)
+    assert misspelt.status_code == 400, misspelt.text
+    await _alive(anon, alice)
+    kept = await anon.delete("/api/auth/sessions?keep_current=false", headers=alice.headers)
+    assert kept.json() == {"revoked": 2}
+    await _ended(anon, alice)
+
+
 async def test_delete_all_sessions(anon: httpx.AsyncClient, alice: Account) -> None:
     phone = await sign_in(anon, alice.email)
     response = await anon.delete("/api/auth/sessions", headers=alice.headers)

@@ -56,9 +56,23 @@ def test_push_send_queues_a_message_and_status_follows_it(baas: Baas, database_u
         user,
         "ab" * 32,
     )
-    sent = baas(
-        "push", "send", "--title", "Hi", "--body", "there", "--user", user, "--data", '{"a": 1}'
+    args = (
+        "push",
+        "send",
+        "--title",
+        "Hi",
+        "--body",
+        "there",
+        "--user",
+        user,
+        "--data",
+        '{"a": 1}',
     )
+    unconfigured = baas(*args)
+    assert unconfigured.code == 1 and "no push app is configured" in unconfigured.err
+    assert sql(database_url, "SELECT count(*) FROM baas.push_messages")[0][0] == 0
+    assert baas("settings", "set", "push.apps", '{"dev": {"provider": "outbox"}}').code == 0
+    sent = baas(*args)
     assert sent.code == 0, sent.text
     message_id = sent.out.strip()
     uuid.UUID(message_id)

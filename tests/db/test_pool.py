@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import asyncio
 
+import asyncpg
 import pytest
+from asyncpg.exceptions import _base as asyncpg_base
 
-from baas.db.pool import Database, PoolOptions
+from baas.db.errors import (
+    DatabaseUnavailable,
+    UnexpectedDatabaseError,
+    connection_failed,
+    translate,
+)
+from baas.db.pool import Database, PoolOptions, translating
 from baas.errors import ApiError
 
 
@@ -118,3 +126,49 @@ async def test_an_open_transaction_is_never_handed_on(database_url: str) -> None
         assert await db.fetchval("SELECT current_setting('application_name')") == "baas"
     finally:
         await db.close()
+
+
+DRIVER_FAILURES = [
+    asyncpg.InternalClientError("cannot switch to state 12; another operation (2) is in progress"),
+    asyncpg.exceptions.ProtocolError("unexpected message"),
+    asyncpg.InterfaceError("cannot perform operation: another operation is in progress"),
+    asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
+    ConnectionResetError(104, "Connection reset by peer"),
+    asyncpg.exceptions.CrashShutdownError("terminating connection because of crash"),
+]
+
+
+async def _fail_in_transaction(db: Database, failure: Exception) -> None:
+    async with db.transaction():
+        with translating():  # as a statement inside a transaction translates its own error
+            raise failure
+
+
+async def _fail_on_connection(db: Database, failure: Exception) -> None:
+    async with db.connection():
+        raise failure  # raw, as the driver raises it
+
+
+@pytest.mark.parametrize("failure", DRIVER_FAILURES, ids=lambda e: type(e).__name__)
+async def test_a_driver_failure_is_a_503_and_its_connection_is_thrown_away(
+    database_url: str, failure: Exception
+) -> None:
+    db = await _open(database_url, max_size=1)
+    try:
+        before = await db.fetchval("SELECT pg_backend_pid()")
+        with pytest.raises(DatabaseUnavailable) as raised:
+            await _fail_in_transaction(db, failure)
+        assert (raised.value.status, raised.value.code) == (503, "database_unavailable")
+        after = await db.fetchval("SELECT pg_backend_pid()")
+        assert after != before
+        with pytest.raises(DatabaseUnavailable):
+            await _fail_on_connection(db, failure)
+        assert await db.fetchval("SELECT pg_backend_pid()") != after
+    finally:
+        await db.close()
+
+
+def test_errors_in_what_we_asked_the_driver_are_bugs_not_outages() -> None:
+    bad_argument = asyncpg_base.DataError("invalid input for query argument $1: 'x'")
+    assert isinstance(translate(bad_argument), UnexpectedDatabaseError)
+    assert not connection_failed(bad_argument)

@@ -61,7 +61,14 @@ class Server:
         return self.process.wait(timeout)
 
 
-def start_server(tmp: Path, env: dict[str, str], *args: str, name: str = "server") -> Server:
+def start_server(
+    tmp: Path,
+    env: dict[str, str],
+    *args: str,
+    name: str = "server",
+    command: tuple[str, ...] = (BAAS,),
+) -> Server:
+    """`baas serve` (or `command` given the same arguments) on a free port, its output in a file."""
     port = free_port()
     log = tmp / f"{name}-{port}.log"
     full_env = {
@@ -74,14 +81,20 @@ def start_server(tmp: Path, env: dict[str, str], *args: str, name: str = "server
     }
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [BAAS, "serve", *args], env=full_env, cwd=tmp, stdout=out, stderr=subprocess.STDOUT
+            [*command, "serve", *args], env=full_env, cwd=tmp, stdout=out, stderr=subprocess.STDOUT
         )
     return Server(process, port, log)
 
 
 @contextmanager
-def running(tmp: Path, env: dict[str, str], *args: str, name: str = "server") -> Iterator[Server]:
-    server = start_server(tmp, env, *args, name=name)
+def running(
+    tmp: Path,
+    env: dict[str, str],
+    *args: str,
+    name: str = "server",
+    command: tuple[str, ...] = (BAAS,),
+) -> Iterator[Server]:
+    server = start_server(tmp, env, *args, name=name, command=command)
     try:
         server.wait_ready()
         yield server
@@ -101,3 +114,18 @@ def eventually(check: object, timeout: float = 5.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         time.sleep(0.05)
+
+
+def access_entries(server: Server, request_id: str) -> list[str]:
+    """The access log lines (text or JSON) of the request with this id."""
+    return [
+        line
+        for line in server.output().splitlines()
+        if "baas.access" in line and (line.endswith(f" {request_id}") or f'"{request_id}"' in line)
+    ]
+
+
+def tracebacks(server: Server) -> int:
+    """Tracebacks in the server's log so far (text lines, or JSON entries with an exception)."""
+    log = server.output()
+    return log.count("Traceback (most recent call last)")

@@ -15,7 +15,14 @@ import pytest
 
 from baas.app import create_app
 from baas.config import Settings
-from tests.conftest import SERVICE_KEY, RunningApp, as_user, asgi_with_state, test_authenticate
+from tests.conftest import (
+    LOCAL_NETWORKS,
+    SERVICE_KEY,
+    RunningApp,
+    as_user,
+    asgi_with_state,
+    test_authenticate,
+)
 from tests.push.apns_server import FakeApns, make_apns_key
 from tests.push.fake_apps import BUNDLE_ID, KEY_ID, TEAM_ID, apps_setting
 from tests.push.fcm_server import FakeFcm
@@ -51,6 +58,7 @@ def push_settings_for(settings: Settings, apns: FakeApns, fcm: FakeFcm, **more: 
         jobs_backoff_base_s=0.05,
         jobs_backoff_cap_s=0.3,
         push_timeout_s=3.0,
+        outbound_allow_private=LOCAL_NETWORKS,  # the fake FCM (token_uri, sends) is local
         **more,
     )
 
@@ -73,6 +81,29 @@ async def push_app(
             assert configured.status_code == 200, configured.text
             await wait_setting(running)
         yield running
+
+
+@pytest.fixture
+async def bare_app(settings: Settings) -> AsyncIterator[RunningApp]:
+    """The server with its job worker and no `push.apps` yet (no fakes needed)."""
+    fast = settings.replace(
+        jobs_poll_s=0.05, jobs_backoff_base_s=0.05, jobs_backoff_cap_s=0.3, push_timeout_s=3.0
+    )
+    application = create_app(fast, authenticate=test_authenticate)
+    async with application.router.lifespan_context(application) as state:
+        yield RunningApp(asgi_with_state(application, state), state["ctx"])
+
+
+@pytest.fixture
+async def bare(bare_app: RunningApp) -> AsyncIterator[httpx.AsyncClient]:
+    async with client_for(bare_app) as c:
+        yield c
+
+
+async def set_apps(api: httpx.AsyncClient, apps: dict[str, Any] | None) -> None:
+    """Set `push.apps` (None: unset); the instance that answers reloads it before answering."""
+    response = await api.patch("/api/admin/settings", json={"push.apps": apps}, headers=ADMIN)
+    assert response.status_code == 200, response.text
 
 
 async def wait_setting(app: RunningApp) -> None:

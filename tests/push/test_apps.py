@@ -86,10 +86,10 @@ def test_devices_find_their_app_by_name_bundle_package_or_project() -> None:
             {
                 "a": {
                     "platform": "android",
-                    "service_account": {**ACCOUNT, "token_uri": "http://evil.example/t"},
+                    "service_account": {**ACCOUNT, "token_uri": "ftp://evil.example/t"},
                 }
             },
-            "https",
+            r"token_uri: must be an https://",
         ),
     ],
 )
@@ -154,12 +154,13 @@ def _error(status: str, code: str | None, message: str = "") -> bytes:
             "dead",
             "INVALID_ARGUMENT: not a valid registration token",
         ),
+        # FCM's message is far-side text: only its codes are kept (the message goes to the log).
         (
             400,
             _error("INVALID_ARGUMENT", "INVALID_ARGUMENT", "Message is too big"),
             None,
             "failed",
-            "INVALID_ARGUMENT: Message is too big",
+            "INVALID_ARGUMENT (HTTP 400)",
         ),
         (429, _error("RESOURCE_EXHAUSTED", "QUOTA_EXCEEDED"), "30", "retry", "QUOTA_EXCEEDED"),
         (503, _error("UNAVAILABLE", "UNAVAILABLE"), None, "retry", "UNAVAILABLE"),
@@ -172,7 +173,7 @@ def _error(status: str, code: str | None, message: str = "") -> bytes:
             _error("NOT_FOUND", None, "Requested entity was not found."),
             None,
             "failed",
-            "NOT_FOUND: Requested entity was not found.",
+            "NOT_FOUND (HTTP 404)",
         ),
     ],
 )

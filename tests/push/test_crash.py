@@ -48,6 +48,7 @@ def test_a_killed_server_resends_only_what_was_in_flight(
         "BAAS_APNS_HOST": f"{fake_apns.host}:{fake_apns.port}",
         "BAAS_PUSH_CA_FILE": fake_apns.ca_file,
         "BAAS_FCM_URL": fake_fcm.endpoint_base,
+        "BAAS_OUTBOUND_ALLOW_PRIVATE": "127.0.0.0/8",  # the fake FCM is local
         "BAAS_JOBS_LEASE_S": "2",
         "BAAS_JOBS_POLL_S": "0.2",
         "BAAS_JOBS_CONCURRENCY": "2",

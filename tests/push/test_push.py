@@ -11,11 +11,12 @@ from typing import Any
 
 import httpx
 
+from baas.net import AddressPolicy, OutboundClient
 from baas.push.apps import parse_apps
 from baas.push.fcm import FcmProvider
 from baas.push.notification import Notification
 from baas.push.provider import Device
-from tests.conftest import as_user
+from tests.conftest import LOCAL_NETWORKS, as_user
 from tests.push.apns_server import FakeApns
 from tests.push.conftest import (
     ADMIN,
@@ -69,20 +70,55 @@ async def test_anonymous_installs_manage_their_devices_with_their_install_id(
     assert nobody.status_code == 400 and "install_id" in nobody.json()["error"]["fields"]
 
 
-async def test_bad_registrations_name_every_problem(api: httpx.AsyncClient) -> None:
+async def test_bad_registrations_say_what_is_wrong_with_each_value(api: httpx.AsyncClient) -> None:
     response = await api.post(
         "/api/push/devices",
         json={"platform": "ios", "token": "not-hex", "app_id": "", "locale": "?", "color": 1},
         headers=as_user(new_user()),
     )
     assert response.status_code == 400
-    assert set(response.json()["error"]["fields"]) == {"token", "app_id", "locale", "color"}
+    fields = response.json()["error"]["fields"]
+    assert fields == {
+        "token": {
+            "code": "invalid_value",
+            "message": "not an APNs device token (7 characters): expected 64 or more hex digits",
+        },
+        "app_id": {
+            "code": "invalid_value",
+            "message": "'' is not an app id: send the bundle id (iOS) or package name (Android)",
+        },
+        "locale": {
+            "code": "invalid_value",
+            "message": "'?' is not a locale: send a language (fr) or language and region (pt_BR)",
+        },
+        "color": {
+            "code": "unknown_field",
+            "message": "a device has no 'color': send platform, token, app_id, locale, name,"
+            " install_id, user_id",
+        },
+    }
     wrong = await api.post(
         "/api/push/devices",
         json={"platform": "windows", "token": "x", "app_id": "a"},
         headers=as_user(new_user()),
     )
-    assert set(wrong.json()["error"]["fields"]) == {"platform", "token"}
+    assert wrong.json()["error"]["fields"] == {  # the token can't be judged without a platform
+        "platform": {
+            "code": "invalid_choice",
+            "message": "'windows' is not a platform: send ios or android",
+        }
+    }
+    bare = await api.post("/api/push/devices", json={}, headers=as_user(new_user()))
+    assert bare.json()["error"]["fields"]["platform"]["code"] == "required"
+    no_token = await api.post(
+        "/api/push/devices", json={"platform": "android"}, headers=as_user(new_user())
+    )
+    assert no_token.json()["error"]["fields"] == {
+        "token": {
+            "code": "required",
+            "message": "the FCM registration token is missing: send the one FCM gave the app",
+        }
+    }
 
 
 async def test_fan_out_reaches_every_device_of_several_users_on_both_platforms(
@@ -340,15 +376,18 @@ async def test_changing_another_setting_keeps_the_provider_clients(
 async def test_a_token_endpoint_that_never_answers_costs_one_send_timeout(
     fake_fcm: FakeFcm,
 ) -> None:
-    """google-auth waits 120 s for the OAuth token endpoint unless told otherwise; a send must
-    give up within BAAS_PUSH_TIMEOUT_S like any other (the queue retries it)."""
+    """A send waiting for the OAuth token gives up within BAAS_PUSH_TIMEOUT_S like any other
+    (the queue retries it), and the sends queued behind it fail at once, not in turn."""
     silent = socket.create_server(("127.0.0.1", 0))  # connects, never answers
     account = {
         **fake_fcm.service_account_info(),
         "token_uri": f"http://127.0.0.1:{silent.getsockname()[1]}/token",
     }
     app = parse_apps({"a": {"platform": "android", "service_account": account}})["a"]
-    provider = FcmProvider(app, url=fake_fcm.endpoint_base, ca_file=None, timeout_s=0.5, threads=4)
+    outbound = OutboundClient(AddressPolicy.allowing(*LOCAL_NETWORKS))
+    provider = FcmProvider(
+        app, url=fake_fcm.endpoint_base, outbound=outbound, timeout_s=0.5, threads=4
+    )
     device = Device("d", "android", android_token(), "a", None)
     try:
         started = time.monotonic()
@@ -361,6 +400,7 @@ async def test_a_token_endpoint_that_never_answers_costs_one_send_timeout(
     finally:
         silent.close()  # resets the connections still waiting
         await provider.close()
+        outbound.close()
     assert not fake_fcm.received
 
 

@@ -118,7 +118,7 @@ async def test_users_password_hashes_never_reach_the_log(database_url: str) -> N
         )
         await db.execute("UPDATE users SET name = 'Ann'")
         await db.execute("DELETE FROM users")
-        logged = await db.fetch("SELECT new::text AS new, old::text AS old FROM baas.changes")
+        logged = await db.fetch("SELECT new::text AS new, old::text AS old FROM baas.change_log")
         assert len(logged) == 3
         assert all("argon2-secret" not in f"{r['new']}{r['old']}" for r in logged)
         assert all("password_hash" not in f"{r['new']}{r['old']}" for r in logged)
@@ -131,15 +131,18 @@ async def test_trimming_marks_what_is_gone_and_replay_asks_for_a_refetch(
 ) -> None:
     db = await _database(database_url)
     try:
-        for i in range(3):
+        for i in range(3):  # one tick each: ticks are trimmed whole
             await db.execute("INSERT INTO posts (title) VALUES ($1)", f"p{i}")
+            await changelog.high_water(db)
         last = await changelog.high_water(db)
         assert last == 3
         replayed = await changelog.replay(db, "posts", None, 1, last, 100)
         assert replayed is not None and [c.pos for c in replayed] == [2, 3]
         assert await changelog.replay(db, "posts", None, 0, last, 1) is None  # too many
         assert await changelog.replay(db, "posts", None, 99, last, 100) is None  # not ours
-        await db.execute("UPDATE baas.changes SET at = now() - interval '2 hours' WHERE pos <= 2")
+        await db.execute(
+            "UPDATE baas.change_ticks SET at = now() - interval '2 hours' WHERE base < 2"
+        )
         assert await changelog.trim(db, 3600) == 2
         assert await changelog.replay(db, "posts", None, 1, last, 100) is None  # 2 is gone
         kept = await changelog.replay(db, "posts", None, 2, last, 100)

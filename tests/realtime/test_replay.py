@@ -206,7 +206,7 @@ async def test_a_since_older_than_the_retention_window_means_refetch(
 
     deadline = time.monotonic() + 10
     while await live.ctx.db.fetchval(
-        "SELECT count(*) FROM baas.changes WHERE record_id = $1", missed["id"]
+        "SELECT count(*) FROM baas.change_log WHERE record_id = $1", missed["id"]
     ):
         assert time.monotonic() < deadline, "the change log was not trimmed"
         await asyncio.sleep(0.1)

@@ -162,6 +162,55 @@ async def test_users_events_never_carry_email_or_password_hash(live: Live) -> No
         assert "password_hash" not in text
 
 
+PRIVATE = ("verified", "disabled", "anonymous")
+
+
+async def test_users_events_show_private_fields_to_the_account_only(live: Live) -> None:
+    """verified, disabled and anonymous reach the account itself and admins, in the record of a
+    users event and in an expanded author alike; other users and visitors never see them."""
+    await live.apply(
+        {
+            "collections": {
+                "users": {
+                    "rules": {"list": "", "view": "", "update": "id = auth.id", "create": ""}
+                },
+                "posts": {
+                    "fields": {
+                        "title": "text",
+                        "author": {"type": "relation", "collection": "users"},
+                    },
+                    "rules": {"list": "", "view": ""},
+                },
+            }
+        }
+    )
+    zed, amy = await live.user("zed"), await live.user("amy")
+    watchers = {
+        "zed": await live.connect(zed.token),
+        "amy": await live.connect(amy.token),
+        "anon": await live.connect(),
+        "admin": await live.connect(live.settings.service_key),
+    }
+    for ws in watchers.values():
+        await live.settle(ws)  # the sign-ups' own changes are behind us
+        await ws.subscribe("u", "users")
+        await ws.subscribe("p", "posts", expand="author")
+    await live.update("users", zed.id, {"name": "Zed"}, zed.headers)
+    post = await live.create("posts", {"title": "hi", "author": zed.id})
+    for name, ws in watchers.items():
+        sees = PRIVATE if name in ("zed", "admin") else ()
+        event = await ws.change_for("u")
+        assert (event["action"], event["record"]["name"]) == ("update", "Zed")
+        assert tuple(k for k in PRIVATE if k in event["record"]) == sees, (name, event)
+        created = await ws.change_for("p")
+        assert created["record"]["id"] == post["id"]
+        author = created["record"]["expand"]["author"]
+        assert author["id"] == zed.id
+        assert tuple(k for k in PRIVATE if k in author) == sees, (name, created)
+        if not sees:
+            assert '"verified"' not in "\n".join(ws.frames), name
+
+
 BOOKS: dict[str, Any] = {
     "collections": {
         "authors": {

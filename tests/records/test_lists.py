@@ -93,10 +93,9 @@ async def test_next_cursor_is_present_iff_more_rows(module_admin, records, per_p
 
 
 async def test_skip_total(module_admin, records):
-    for value in ("true", "1", ""):
-        body = (await module_admin.get(URL, params={"skip_total": value, "per_page": 5})).json()
-        assert body["total"] is None
-        assert len(body["items"]) == 5 and body["next_cursor"] is not None
+    body = (await module_admin.get(URL, params={"skip_total": "true", "per_page": 5})).json()
+    assert body["total"] is None
+    assert len(body["items"]) == 5 and body["next_cursor"] is not None
     body = (await module_admin.get(URL, params={"skip_total": "false", "per_page": 5})).json()
     assert body["total"] == COUNT
     past_the_end = await module_admin.get(URL, params={"skip_total": "true", "page": 99})
@@ -184,7 +183,10 @@ LIST_ERRORS = [
     Case("cursor with page 2", "GET", URL + "?page=2&cursor=abc", status=400, expect={"error": {"code": "invalid_parameter", "parameter": "cursor"}}),
     Case("unknown parameter", "GET", URL + "?nope=1", status=400, expect={"error": {"code": "invalid_parameter", "parameter": "nope"}}),
     Case("filter on an unknown field", "GET", URL + "?filter=nope > 1", status=400, expect=error("invalid_filter")),
-    Case("skip_total not a boolean", "GET", URL + "?skip_total=maybe", status=400, expect=error("invalid_parameter")),
+    Case("skip_total not a boolean", "GET", URL + "?skip_total=maybe", status=400, expect={"error": {"code": "invalid_boolean", "parameter": "skip_total", "value": "maybe"}}),
+    Case("skip_total=1 is no boolean", "GET", URL + "?skip_total=1", status=400, expect={"error": {"code": "invalid_boolean", "parameter": "skip_total", "value": "1"}}),
+    Case("skip_total=True is no boolean", "GET", URL + "?skip_total=True", status=400, expect={"error": {"code": "invalid_boolean", "parameter": "skip_total", "value": "True"}}),
+    Case("skip_total empty is no boolean", "GET", URL + "?skip_total=", status=400, expect={"error": {"code": "invalid_boolean", "parameter": "skip_total", "value": ""}}),
     Case("sort by unknown field", "GET", URL + "?sort=nope", status=400, expect={"error": {"code": "invalid_parameter", "parameter": "sort"}}),
     Case("sort by hidden field", "GET", URL + "?sort=secret", status=400, expect=error("invalid_parameter")),
     Case("sort by multi-valued field", "GET", URL + "?sort=tags", status=400, expect=error("invalid_parameter")),

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
 
 from tests.conftest import apply_schema
@@ -23,6 +24,7 @@ SCHEMA = {
                 "count": {"type": "integer", "min": -5, "max": 100},
                 "big": "integer",
                 "score": {"type": "number", "min": 0, "max": 10},
+                "real": "number",
                 "flag": "bool",
                 "at": "datetime",
                 "day": "date",
@@ -244,6 +246,79 @@ UPDATES = [
     Case("patch clears a multi relation", "PATCH", THINGS + "/{t1}", {"friends": None}, 200, {"friends": []}),
     Case("patch sets a hidden field", "PATCH", THINGS + "/{t1}", {"secret": "x"}, 200, {"secret": ABSENT}),
 ]  # fmt: skip
+
+
+def raw(field: str, text: str, code: str | None = None, back: Any = None) -> Case:
+    """A create whose body is JSON text as a client wrote it (numbers exactly as written):
+    accepted and returned as `back`, or refused with `code` for `field`."""
+    body = f'{{"name": "n", "{field}": {text}}}'.encode()
+    name = f"{field} {'refuses' if code else 'accepts'} {text}"[:80]
+    if code is None:
+        return Case(name, "POST", THINGS, body, 201, {field: back})
+    return Case(name, "POST", THINGS, body, 400, error("validation_failed", **{field: code}))
+
+
+NESTED_64 = "[" * 64 + "]" * 64
+NUMBERS = [
+    # integers: exactly 64 bits, never rounded nor clamped into range
+    raw("big", "-9223372036854775808", back=-(2**63)),
+    raw("big", "9223372036854775807", back=2**63 - 1),
+    raw("big", "-9223372036854775809", "out_of_range"),
+    raw("big", "9223372036854775808", "out_of_range"),
+    raw("big", "18446744073709551616", "out_of_range"),
+    raw("big", "-123456789012345678901234567890", "out_of_range"),
+    raw("big", "1e15", back=10**15),
+    raw("big", "9007199254740992.0", back=2**53),
+    raw("big", "9.3e18", "out_of_range"),
+    raw("big", "9223372036854775807.0", "out_of_range"),
+    raw("big", "-9223372036854775809.0", "out_of_range"),
+    raw("big", "1e19", "out_of_range"),
+    # numbers: every finite double, nothing else
+    raw("real", "1e308", back=1e308),
+    raw("real", "-1.7976931348623157e308", back=-1.7976931348623157e308),
+    raw("real", "5e-324", back=5e-324),
+    raw("real", "12345678901234567890", back=12345678901234567890.0),
+    raw("real", "1" + "0" * 308, back=1e308),
+    raw("real", "1" + "0" * 309, "out_of_range"),
+    raw("real", "-1" + "0" * 400, "out_of_range"),
+    raw("real", "1e309", "out_of_range"),
+    raw("real", "-2e400", "out_of_range"),
+    raw("big", "1e400", "out_of_range"),
+    raw("meta", "[1, 1e400]", "out_of_range"),
+    # json: integers kept exact (within 64 bits), nesting counted from the outermost
+    raw("meta", "9007199254740993", back=9007199254740993),
+    raw("meta", '{"a": [9223372036854775807, -9223372036854775808]}', back={"a": [2**63 - 1, -(2**63)]}),
+    raw("meta", "[18446744073709551615]", "out_of_range"),
+    raw("meta", '{"a": 18446744073709551616}', "out_of_range"),
+    raw("meta", "-9223372036854775809", "out_of_range"),
+    raw("meta", "[1e308, -2.5]", back=[1e308, -2.5]),
+    raw("meta", NESTED_64, back=orjson.loads(NESTED_64)),
+    raw("meta", "[" * 65 + "]" * 65, "too_deep"),
+    raw("meta", '{"a":' * 65 + "1" + "}" * 65, "too_deep"),
+    raw("meta", '{"a":' * 64 + "[]" + "}" * 64, "too_deep"),
+    raw("meta", '{"a":' * 63 + "[1]" + "}" * 63, back=orjson.loads('{"a":' * 63 + "[1]" + "}" * 63)),
+]  # fmt: skip
+NOT_JSON = [
+    Case("real refuses NaN", "POST", THINGS, b'{"name": "n", "real": NaN}', 400, error("malformed_json")),
+    Case("real refuses -Infinity", "POST", THINGS, b'{"name": "n", "real": -Infinity}', 400, error("malformed_json")),
+    Case("a 5000-digit integer", "POST", THINGS, b'{"name": "n", "big": 1' + b"0" * 5000 + b"}", 400, error("malformed_json")),
+]  # fmt: skip
+
+
+@cases(NUMBERS)
+async def test_numbers_are_stored_exactly_or_refused(module_admin, seeded, case):
+    response = await run(module_admin, case, **seeded)
+    if response.status_code == 201:
+        record = response.json()
+        got = await module_admin.get(f"{THINGS}/{record['id']}")
+        assert got.json() == record  # read back as written, not as a float
+        listed = await module_admin.get(THINGS, params={"filter": f"id = '{record['id']}'"})
+        assert listed.json()["items"] == [record]
+
+
+@cases(NOT_JSON)
+async def test_non_finite_numbers_are_not_json(module_admin, seeded, case):
+    await run(module_admin, case, **seeded)
 
 
 @pytest.fixture(scope="module")

@@ -87,17 +87,20 @@ async def test_upload_commit_read_round_trip(backend: Backend) -> None:
     data = _bytes(9 * MiB + 12_345)  # two parts on S3
     upload = await backend.upload(KEY, "image/png")
     await _write(upload, data)
-    assert not await backend.exists(KEY)  # invisible until commit
+    assert await backend.size(KEY) is None  # invisible until commit
     await upload.commit()
-    assert await backend.exists(KEY)
+    assert await backend.size(KEY) == len(data)
     assert _sha(await _read(backend, KEY)) == _sha(data)
 
 
 async def test_put_and_read(backend: Backend) -> None:
     await backend.put("c1/rec/thumbs/a_100x100.png", b"thumb", "image/png")
     assert await _read(backend, "c1/rec/thumbs/a_100x100.png") == b"thumb"
+    assert await backend.size("c1/rec/thumbs/a_100x100.png") == 5
     await backend.put("c1/rec/empty.txt", b"", "text/plain")
     assert await _read(backend, "c1/rec/empty.txt") == b""
+    assert await backend.size("c1/rec/empty.txt") == 0
+    assert await backend.size("c1/rec") is None  # a "directory" of keys is no object
 
 
 async def test_range_reads(backend: Backend) -> None:
@@ -112,7 +115,7 @@ async def test_range_reads(backend: Backend) -> None:
 
 
 async def test_missing_key(backend: Backend) -> None:
-    assert not await backend.exists("c1/none/x.bin")
+    assert await backend.size("c1/none/x.bin") is None
     for length in (None, 0, 10):
         with pytest.raises(ObjectMissing):
             await _read(backend, "c1/none/x.bin", 0, length)
@@ -126,8 +129,8 @@ async def test_abort_leaves_nothing(backend: Backend, backend_settings: Settings
     await _write(big, _bytes(10 * MiB), [MiB])  # on S3, a multipart upload has begun
     await big.abort()
     await big.abort()  # twice is harmless
-    assert not await backend.exists("c1/rec/small.bin")
-    assert not await backend.exists("c1/rec/big.bin")
+    assert await backend.size("c1/rec/small.bin") is None
+    assert await backend.size("c1/rec/big.bin") is None
     if isinstance(backend, LocalBackend):
         assert list((backend.root / ".tmp").iterdir()) == []
     else:
@@ -151,9 +154,9 @@ async def test_delete_present_and_missing_keys(backend: Backend) -> None:
     await backend.put("c1/r2/c.png", b"c", "image/png")
     await backend.delete(["c1/r1/a.png", "c1/r1/b.png", "c1/r1/missing.png"])
     await backend.delete([])
-    assert not await backend.exists("c1/r1/a.png")
-    assert not await backend.exists("c1/r1/b.png")
-    assert await backend.exists("c1/r2/c.png")
+    assert await backend.size("c1/r1/a.png") is None
+    assert await backend.size("c1/r1/b.png") is None
+    assert await backend.size("c1/r2/c.png") is not None
     if isinstance(backend, LocalBackend):
         assert not (backend.root / "c1" / "r1").exists()  # emptied directories are pruned
 
@@ -164,7 +167,7 @@ async def test_delete_prefix(backend: Backend) -> None:
         await backend.put(key, b"x", "image/png")
     await backend.delete_prefix("c1/r1/")
     await backend.delete_prefix("c9/none/")
-    assert [await backend.exists(key) for key in keys] == [False, False, True, True]
+    assert [await backend.size(key) is not None for key in keys] == [False, False, True, True]
     with pytest.raises(ValueError, match="must end with"):
         await backend.delete_prefix("c1")
 
@@ -209,7 +212,7 @@ async def test_every_operation_checks_keys(backend: Backend) -> None:
         with pytest.raises(ValueError, match="invalid storage key"):
             await _read(backend, bad)
         with pytest.raises(ValueError, match="invalid storage key"):
-            await backend.exists(bad)
+            await backend.size(bad)
         with pytest.raises(ValueError, match="invalid storage key"):
             await backend.delete([KEY, bad])
         with pytest.raises(ValueError, match="invalid storage key"):
@@ -373,4 +376,4 @@ async def test_abort_after_a_cancelled_commit_leaves_nothing(backend: Backend) -
     with pytest.raises(asyncio.CancelledError):
         await committing
     await upload.abort()
-    assert not await backend.exists(KEY)
+    assert await backend.size(KEY) is None

@@ -107,8 +107,19 @@ async def test_upload_on_create_and_download_round_trip(docs: httpx.AsyncClient)
     assert got.headers["content-disposition"].startswith("inline")
     assert got.headers["etag"]
     assert got.headers["x-content-type-options"] == "nosniff"
-    download = await docs.get(url(record, name), params={"download": "1"})
+    download = await docs.get(url(record, name), params={"download": "true"})
     assert download.headers["content-disposition"].startswith("attachment")
+    inline = await docs.get(url(record, name), params={"download": "false"})
+    assert inline.headers["content-disposition"].startswith("inline")
+    for loose in ("1", "True", "yes", ""):  # booleans are exactly true or false
+        refused = await docs.get(url(record, name), params={"download": loose})
+        assert refused.status_code == 400, (loose, refused.text)
+        error = refused.json()["error"]
+        assert (error["code"], error["parameter"], error["value"]) == (
+            "invalid_boolean",
+            "download",
+            loose,
+        )
 
 
 async def test_json_fields_ride_along_as_a_json_part(docs: httpx.AsyncClient) -> None:
@@ -193,7 +204,7 @@ async def test_multi_file_field_add_remove_replace(
     keys = await stored_keys(ctx)
     assert len(keys) == 1
     for key in keys:
-        assert await ctx.storage.exists(key)
+        assert await ctx.storage.size(key) is not None
     assert await ctx.db.fetchval("SELECT count(*) FROM baas.file_cleanup") == 0
 
 
@@ -208,16 +219,19 @@ async def test_replacing_and_deleting_remove_the_old_objects(
     replaced = await docs.patch(path, files=[("photo", ("q.png", png(colour="blue"), "image/png"))])
     assert replaced.status_code == 200, replaced.text
     await cleaned(ctx)
-    assert not await ctx.storage.exists(old_key)
-    assert not await ctx.storage.exists(
-        old_key.rpartition("/")[0] + "/thumbs/" + old_key.rpartition("/")[2] + "/50x50"
+    assert await ctx.storage.size(old_key) is None
+    assert (
+        await ctx.storage.size(
+            old_key.rpartition("/")[0] + "/thumbs/" + old_key.rpartition("/")[2] + "/50x50"
+        )
+        is None
     )
     [new_key] = await stored_keys(ctx)
-    assert await ctx.storage.exists(new_key)
+    assert await ctx.storage.size(new_key) is not None
     assert (await docs.delete(path)).status_code == 204
     assert await stored_keys(ctx) == []
     await cleaned(ctx)
-    assert not await ctx.storage.exists(new_key)
+    assert await ctx.storage.size(new_key) is None
 
 
 async def test_clearing_a_field_with_null(docs: httpx.AsyncClient, ctx: AppContext) -> None:
@@ -369,7 +383,7 @@ async def test_a_field_may_serve_active_content_inline_still_sandboxed(
     assert got.content == svg
     assert got.headers["content-disposition"].startswith("inline")
     assert "sandbox" in got.headers["content-security-policy"]
-    asked = await docs.get(url(record, record["page"]), params={"download": "1"})
+    asked = await docs.get(url(record, record["page"]), params={"download": "true"})
     assert asked.headers["content-disposition"].startswith("attachment")
 
 
@@ -401,7 +415,7 @@ async def test_files_of_a_dropped_field_are_cleaned_up(
     await apply_schema(docs, smaller, allow_destructive=True)
     assert await stored_keys(ctx) == []
     await cleaned(ctx)
-    assert not await ctx.storage.exists(key)
+    assert await ctx.storage.size(key) is None
 
 
 async def test_json_writes_cannot_invent_file_names(docs: httpx.AsyncClient) -> None:
