@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,7 +15,7 @@ from pathlib import Path
 import httpx
 
 from baas.db.embedded import EmbeddedPostgres
-from tests.e2e.servers import Server
+from tests.e2e.servers import Server, running
 
 
 def postmaster_pid(pgdata: Path) -> int | None:
@@ -82,3 +84,16 @@ def status(server: Server, path: str) -> int:
 def assert_no_tracebacks(server: Server) -> None:
     log = server.output()
     assert "Traceback" not in log, log[-6000:]
+
+
+@contextmanager
+def serving(tmp: Path, env: dict[str, str], *args: str) -> Iterator[Server]:
+    """`running`, but a server still up at the end gets SIGTERM first: its workers and its
+    embedded PostgreSQL stop with it even when a test fails half-way."""
+    with running(tmp, env, *args) as server:
+        try:
+            yield server
+        finally:
+            if server.process.poll() is None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    server.stop(signal.SIGTERM, timeout=30)

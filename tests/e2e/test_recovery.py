@@ -20,6 +20,7 @@ from tests.e2e.outage import (
     kill_postmaster,
     own_cluster,
     postmaster_pid,
+    serving,
     status,
 )
 from tests.e2e.servers import Server, eventually, running
@@ -33,7 +34,7 @@ POSTS_AND_NOTES = {"collections": {**POSTS["collections"], "notes": {"fields": {
 def test_embedded_postgres_killed_under_a_running_server_is_restarted(tmp_path: Path) -> None:
     data = tmp_path / "data"
     env = {"BAAS_DATABASE_URL": ""}
-    with running(tmp_path, env, "--workers", "2") as server, server.client() as c:
+    with serving(tmp_path, env, "--workers", "2") as server, server.client() as c:
         assert c.post("/api/admin/schema/apply", json={"document": POSTS}).status_code == 200
         assert c.post("/api/collections/posts/records", json={"title": "a"}).status_code == 201
         killed = kill_postmaster(data / "pg")
@@ -62,7 +63,7 @@ def test_embedded_postgres_killed_under_a_running_server_is_restarted(tmp_path: 
 def test_liveness_fails_once_the_supervisor_gives_up(tmp_path: Path) -> None:
     data = tmp_path / "data"
     env = {"BAAS_DATABASE_URL": "", "BAAS_EMBEDDED_RESTARTS": "1"}
-    with running(tmp_path, env) as server:
+    with serving(tmp_path, env) as server:
         assert status(server, "/api/health/live") == 200
         with (data / "pg" / "postgresql.auto.conf").open("a") as conf:
             conf.write("shared_buffers = 'not a size'\n")  # it cannot start again
