@@ -149,7 +149,7 @@ def starter_outbox() -> None:
     async def configure(ctx: AppContext) -> bool:
         if ctx.runtime.is_set("push.apps"):
             return False
-        await update_settings(ctx.db, ctx.box, {"push.apps": DEV_APPS}, operator())
+        await update_settings(ctx.db, ctx.box, {"push.apps": DEV_APPS}, operator(), ctx.outbound)
         return True
 
     if run_with_context(settings, configure):

@@ -59,7 +59,10 @@ def _build(cache: SchemaCache, base_url: str, version: str) -> dict[str, Any]:
         schemas[f"{title}Page"] = _page_schema(title)
         paths.update(_collection_paths(c, title))
     paths["/api/batch"] = {"post": _batch_operation()}
-    paths["/api/health"] = {"get": _simple("Liveness: the process is up", "health")}
+    paths["/api/health"] = {"get": _simple("Liveness (same as /api/health/live)", "health")}
+    paths["/api/health/live"] = {
+        "get": _simple("Liveness: the process can make progress or recover", "live")
+    }
     paths["/api/health/ready"] = {"get": _simple("Readiness: the database answers", "ready")}
     paths.update(admin_paths())
     paths.update(auth_paths())

@@ -219,6 +219,7 @@ def fetched_urls(apps: Mapping[str, PushApp]) -> list[tuple[str, str]]:
         (f"{app.name}.service_account.token_uri", uri)
         for app in apps.values()
         if app.platform == "android"
+        and not app.provider  # the outbox fetches nothing
         and (uri := str(app.service_account["token_uri"])) != GOOGLE_TOKEN_URI
     ]
 
