@@ -178,6 +178,22 @@ async def check_secret_key(settings: Settings) -> str | None:
     return None
 
 
+async def _start_through_outages(settings: Settings) -> tuple[AppContext, Listener, Realtime]:
+    """`start`, again from the top while the database goes away mid-start (a worker starting
+    while the embedded PostgreSQL is being restarted): a failed start would stop the server."""
+    delay = 0.25
+    for attempt in range(1, CONNECT_ATTEMPTS + 1):
+        try:
+            return await start(settings)
+        except ApiError as exc:
+            if attempt == CONNECT_ATTEMPTS or exc.code != "database_unavailable":
+                raise
+            log.warning("the database went away while starting (%s); starting again", exc.message)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 3.0)
+    raise AssertionError("unreachable")
+
+
 async def start(settings: Settings) -> tuple[AppContext, Listener, Realtime]:
     """Everything a process needs before it serves its first request."""
     if not settings.database_url:
@@ -380,7 +396,7 @@ def create_app(settings: Settings, *, authenticate: Authenticate = authenticate)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        ctx, listener, live = await start(settings)
+        ctx, listener, live = await _start_through_outages(settings)
         housekeeper = Housekeeper(ctx.db)
         housekeeper.start()
         warm = asyncio.create_task(asyncio.to_thread(passwords.warm_up))

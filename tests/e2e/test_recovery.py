@@ -60,6 +60,9 @@ def test_embedded_postgres_killed_under_a_running_server_is_restarted(tmp_path: 
         restarted = postmaster_pid(data / "pg")
         assert restarted is not None and restarted != killed
         assert server.process.poll() is None  # the same server, never restarted
+        # The supervisor says so once it has seen PostgreSQL answer, which may come just after
+        # the first request that got through.
+        eventually(lambda: "embedded PostgreSQL is back" in server.output(), timeout=10)
         log = server.output()
         assert log.count("embedded PostgreSQL is back") == 1, log[-4000:]  # one supervisor
         titles = c.get("/api/collections/posts/records").json()["items"]
