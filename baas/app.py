@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -76,6 +76,7 @@ from baas.storage.download import FILE_TOKEN
 
 log = logging.getLogger("baas")
 CONNECT_ATTEMPTS = 20
+T = TypeVar("T")
 
 
 def package_version() -> str:
@@ -95,19 +96,31 @@ def pool_options(settings: Settings) -> PoolOptions:
     )
 
 
-async def _open_database(settings: Settings) -> Database:
-    """Open the pool, retrying while PostgreSQL starts (containers start in any order)."""
+async def _while_unavailable(action: Callable[[], Awaitable[T]], retrying: str) -> T:
+    """`action`, tried again with backoff while it fails with `database_unavailable` (up to
+    CONNECT_ATTEMPTS times); `retrying` is logged with the reason each time."""
     delay = 0.25
     for attempt in range(1, CONNECT_ATTEMPTS + 1):
         try:
-            return await Database.open(settings.database_url, pool_options(settings))
+            return await action()
         except ApiError as exc:
             if attempt == CONNECT_ATTEMPTS or exc.code != "database_unavailable":
-                raise RuntimeError(f"cannot connect to PostgreSQL: {exc.message}") from exc
-            log.warning("PostgreSQL is not reachable yet (%s); retrying", exc.message)
+                raise
+            log.warning(retrying, exc.message)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 3.0)
     raise AssertionError("unreachable")
+
+
+async def _open_database(settings: Settings) -> Database:
+    """Open the pool, retrying while PostgreSQL starts (containers start in any order)."""
+    try:
+        return await _while_unavailable(
+            lambda: Database.open(settings.database_url, pool_options(settings)),
+            "PostgreSQL is not reachable yet (%s); retrying",
+        )
+    except ApiError as exc:
+        raise RuntimeError(f"cannot connect to PostgreSQL: {exc.message}") from exc
 
 
 async def prepare(db: Database) -> list[Migration]:
@@ -181,17 +194,9 @@ async def check_secret_key(settings: Settings) -> str | None:
 async def _start_through_outages(settings: Settings) -> tuple[AppContext, Listener, Realtime]:
     """`start`, again from the top while the database goes away mid-start (a worker starting
     while the embedded PostgreSQL is being restarted): a failed start would stop the server."""
-    delay = 0.25
-    for attempt in range(1, CONNECT_ATTEMPTS + 1):
-        try:
-            return await start(settings)
-        except ApiError as exc:
-            if attempt == CONNECT_ATTEMPTS or exc.code != "database_unavailable":
-                raise
-            log.warning("the database went away while starting (%s); starting again", exc.message)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 3.0)
-    raise AssertionError("unreachable")
+    return await _while_unavailable(
+        lambda: start(settings), "the database went away while starting (%s); starting again"
+    )
 
 
 async def start(settings: Settings) -> tuple[AppContext, Listener, Realtime]:

@@ -21,33 +21,18 @@ AUTH_COLLECTION = "users"
 MAX_EMAIL_LENGTH = MAX_ADDRESS
 SECRET_FIELDS = frozenset({"password_hash"})  # never readable, not even by rules
 
+
+def _account_flag(name: str) -> Field:
+    """A system boolean of an account, private to the account itself and admins."""
+    return Field(
+        name=name, type="bool", nullable=False, default=Default(False), system=True, private=True
+    )
+
+
 SYSTEM_FIELDS: tuple[Field, ...] = (
     Field(name="email", type="email", unique=True, hidden=True, system=True, max=MAX_EMAIL_LENGTH),
     Field(name="password_hash", type="text", hidden=True, system=True),
-    Field(
-        name="verified",
-        type="bool",
-        nullable=False,
-        default=Default(False),
-        system=True,
-        private=True,
-    ),
-    Field(
-        name="disabled",
-        type="bool",
-        nullable=False,
-        default=Default(False),
-        system=True,
-        private=True,
-    ),
-    Field(
-        name="anonymous",
-        type="bool",
-        nullable=False,
-        default=Default(False),
-        system=True,
-        private=True,
-    ),
+    *(_account_flag(name) for name in ("verified", "disabled", "anonymous")),
     Field(name="last_sign_in", type="datetime", hidden=True, system=True),
 )
 DEFAULT_FIELDS: tuple[Field, ...] = (
