@@ -221,9 +221,9 @@ class FcmProvider:
                 notification_title=note.title or None,
                 notification_body=note.body or None,
                 notification_image=note.image,
-                data_payload=_strings(note.data) or None,
+                data_payload=data_strings(note.data) or None,
                 android_config=android_config(note),
-                apns_config=_apns_config(note),
+                apns_config=apns_config(note),
             )
             response = self.client.send_request(body, self.timeout_s)
         except TokenUnavailable as exc:
@@ -302,13 +302,13 @@ def android_config(note: Notification) -> dict[str, Any]:
     return config
 
 
-def _apns_config(note: Notification) -> dict[str, Any] | None:
-    # iOS devices reached through FCM: the badge and sound go in the APNs part.
+def apns_config(note: Notification) -> dict[str, Any] | None:
+    """The APNs part of an FCM message: iOS devices reached through FCM take badge and sound."""
     aps = {k: v for k, v in (("badge", note.badge), ("sound", note.sound)) if v is not None}
     return {"payload": {"aps": aps}} if aps else None
 
 
-def _strings(data: Any) -> dict[str, str]:
+def data_strings(data: Any) -> dict[str, str]:
     """FCM data values must be strings: others are sent as JSON."""
     return {
         str(k): v if isinstance(v, str) else orjson.dumps(v).decode() for k, v in dict(data).items()

@@ -19,7 +19,7 @@ from baas.db.pool import Database, Executor
 from baas.errors import NotFound
 from baas.push import apns
 from baas.push.apps import PushApp
-from baas.push.fcm import _apns_config, _strings, android_config  # what FCM is sent, exactly
+from baas.push.fcm import android_config, apns_config, data_strings  # what FCM is sent, exactly
 from baas.push.notification import Notification
 from baas.push.provider import Device, Outcome
 from baas.records.validation import record_id
@@ -77,12 +77,12 @@ def _apns_headers(app: PushApp, device: Device, note: Notification) -> dict[str,
 def _fcm_message(note: Notification) -> dict[str, Any]:
     """FCM's v1 message as the FCM provider sends it (pyfcm's layout), without the token."""
     message: dict[str, Any] = {"android": android_config(note)}
-    data = _strings(note.data)
+    data = data_strings(note.data)
     if data:
         message["data"] = data
-    apns_config = _apns_config(note)
-    if apns_config:
-        message["apns"] = apns_config
+    apns = apns_config(note)
+    if apns:
+        message["apns"] = apns
     if note.title or note.body or not data:  # data alone is a silent (data-only) message
         texts = (("title", note.title), ("body", note.body), ("image", note.image))
         message["notification"] = {k: v for k, v in texts if v}
