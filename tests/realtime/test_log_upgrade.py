@@ -1,7 +1,8 @@
 """Upgrading a database whose change log is in the format before migration 0008 (one row per
 write, numbered by a sequencer): the records stay, change ids go on from where they were (none
-given twice), and a client that had seen every change before the upgrade resumes after it with
-exactly what it missed."""
+given twice), changes committed but not yet numbered are numbered, and a client resumes from any
+change id it could replay before the upgrade with exactly what it missed: the changes from before
+it as the old log gave them, with their ids, then the new ones."""
 
 from __future__ import annotations
 
@@ -100,13 +101,35 @@ async def test_the_change_log_upgrade_keeps_records_and_change_ids(old_database:
         assert (after.pos, after.record_id, after.op) == (head + 3, ids[2], "update")
         assert after.row("new")["n"] == 4  # type: ignore[index]
 
-        # a client that had seen everything resumes with exactly what it missed
-        resumed = await changelog.replay(db, "posts", None, head + 2, after.pos, 100)
-        assert resumed is not None and _seen(resumed) == _seen([after])
-        record = await changelog.replay(db, "posts", ids[2], head + 2, after.pos, 100)
-        assert record is not None and _seen(record) == _seen([after])
-        # a client further behind is told to refetch: the earlier changes are not replayed
-        for since in (0, 3, head):
-            assert await changelog.replay(db, "posts", None, since, after.pos, 100) is None
+        everything = await changelog.replay(db, "posts", None, 0, after.pos, 100)
+        assert everything is not None
+        assert _seen(everything[:head]) == before  # as the old log gave them, ids included
+        pending = [(c.pos, c.record_id, c.op) for c in everything[head : head + 2]]
+        assert pending[0] == (head + 1, ids[2], "update")
+        assert everything[head].row("new")["n"] == 3  # type: ignore[index]
+        assert (pending[1][0], pending[1][2]) == (head + 2, "create")
+        assert everything[head + 1].row("new")["title"] == "d"  # type: ignore[index]
+        assert _seen(everything[head + 2 :]) == _seen([after])
+
+        # from any id it had, a client resumes with exactly what came after it
+        for since in (0, 3, head, head + 2):
+            resumed = await changelog.replay(db, "posts", None, since, after.pos, 100)
+            assert resumed is not None and _seen(resumed) == _seen(everything[since:])
+        record = await changelog.replay(db, "posts", ids[0], 1, after.pos, 100)
+        assert record is not None
+        assert [c.pos for c in record] == [c.pos for c in everything[1:] if c.record_id == ids[0]]
+        assert [c.op for c in record] == ["update", "update", "update"]
+        # the live reader reads the same ids, and nothing twice
+        live = await changelog.next_changes(db, 0)
+        assert _seen(live) == _seen(everything)
+
+        # the carried-over changes leave with the retention window, the later ones stay
+        await db.execute(
+            "UPDATE baas.change_ticks SET at = now() - interval '2 hours' WHERE base = 0"
+        )
+        assert await changelog.trim(db, 3600) == head + 2
+        assert await changelog.replay(db, "posts", None, head, after.pos, 100) is None
+        kept = await changelog.replay(db, "posts", None, head + 2, after.pos, 100)
+        assert kept is not None and _seen(kept) == _seen([after])
     finally:
         await db.close()
