@@ -354,7 +354,9 @@ def bench_system(
     if system == "baas":
         with baas_target(args, work) as target:
             return target, bench_auth(args, target, prepare_baas(target, args.users), lua_dir)
-    with pocketbase_target(args, work, view_rule=PB_READ_RULE) as target:
+    with pocketbase_target(
+        args, work, view_rule=PB_READ_RULE, request_log=system == "pb"
+    ) as target:
         return target, bench_auth(args, target, prepare_pb(target, args.users), lua_dir)
 
 
@@ -378,7 +380,7 @@ def user_overheads(results: Sequence[Result]) -> dict[str, float]:
     """get-one-user req/s over get-one req/s, per system."""
     by_key = {(r.workload, r.system): r.requests_per_sec for r in results}
     out = {}
-    for system in ("baas", "pb"):
+    for system in ("baas", "pb", "pb-nolog"):
         user, admin = by_key.get(("get-one-user", system)), by_key.get(("get-one", system))
         if user and admin:
             out[system] = user / admin
@@ -389,6 +391,11 @@ def compare(results: Sequence[Result]) -> list[Comparison]:
     return [
         Comparison("ratios", "ratios (baas/pb req/s)", ratios(results, WORKLOADS)),
         Comparison(
+            "ratios_pb_log_off",
+            "ratios (baas/pb-nolog req/s)",
+            ratios(results, WORKLOADS, other="pb-nolog"),
+        ),
+        Comparison(
             "user_overheads",
             "user token vs service key/superuser (get-one-user/get-one req/s)",
             user_overheads(results),
@@ -398,7 +405,7 @@ def compare(results: Sequence[Result]) -> list[Comparison]:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = build_parser(
-        "Load-test auth on baas and PocketBase side by side with wrk.", WORKLOADS, "auth"
+        "Load-test auth on baas and PocketBase side by side with wrk.", WORKLOADS, "auth", "on"
     )
     p.add_argument(
         "--users",

@@ -58,7 +58,15 @@ READ_RULE = "published = true OR author = auth.id"
 PB_READ_RULE = "published = true || author = @request.auth.id"
 RULE_FILTER = "views > 10"
 SYSTEMS = ("baas", "pb")
-SYSTEM_LABELS = {"baas": "baas", "pb": "PocketBase"}
+# What runs: PocketBase once per --pb-logs mode (`pb` with its defaults, its request log on;
+# `pb-nolog` with the request log off: logs.maxDays = 0), in this order.
+RUNS = ("baas", "pb", "pb-nolog")
+RUN_LABELS = {
+    "baas": "baas",
+    "pb": "PocketBase (defaults: request log on)",
+    "pb-nolog": "PocketBase (request log off: logs.maxDays = 0)",
+}
+PB_LOGS = {"on": ("pb",), "off": ("pb-nolog",), "both": ("pb", "pb-nolog")}
 BAAS_SCHEMA = {
     "collections": {
         "users": {"fields": {"name": "text"}},
@@ -422,12 +430,15 @@ def scratch_database(server_url: str) -> Iterator[str]:
 
 @contextlib.contextmanager
 def pocketbase_target(
-    args: argparse.Namespace, work: Path, view_rule: str = ""
+    args: argparse.Namespace, work: Path, view_rule: str = "", request_log: bool = True
 ) -> Iterator[Target]:
-    """PocketBase with `posts` seeded; its view rule public unless `view_rule` is given."""
+    """PocketBase with `posts` seeded; its view rule public unless `view_rule` is given; its
+    request log on (its default) or off (`logs.maxDays = 0`: requests are not written to its
+    logs database)."""
+    system = "pb" if request_log else "pb-nolog"
     port = free_port()
-    pb_dir = work / "pb_data"
-    log = work / "pocketbase.log"
+    pb_dir = work / system / "pb_data"
+    log = work / f"{system}.log"
     email, password = "bench@example.com", secrets.token_urlsafe(18)
     pb = str(args.pocketbase)
     created = subprocess.run(
@@ -460,6 +471,11 @@ def pocketbase_target(
             {"identity": email, "password": password},
         )
         admin = Client(base, {"Authorization": auth["token"]})
+        if not request_log:
+            admin.expect("PATCH", "/api/settings", {"logs": {"maxDays": 0}})
+            kept = admin.expect("GET", "/api/settings")["logs"]["maxDays"]
+            if kept != 0:
+                raise BenchError(f"PocketBase kept logs.maxDays = {kept} after setting it to 0")
         collection: dict[str, Any] = {
             "name": COLLECTION,
             "type": "base",
@@ -483,8 +499,13 @@ def pocketbase_target(
             raise BenchError(f"PocketBase holds {listed['totalItems']}, expected {args.records}")
         version = subprocess.run([pb, "--version"], capture_output=True, text=True, check=False)
         index = "with" if args.pb_index else "without"
+        logging = (
+            "default settings (request logging to its logs DB stays on)"
+            if request_log
+            else "default settings but logs.maxDays = 0 (no request log)"
+        )
         yield Target(
-            system="pb",
+            system=system,
             base_url=base,
             version=version.stdout.strip().rsplit(" ", 1)[-1] or "unknown",
             headers={},  # public rules: no auth on benchmark requests
@@ -497,8 +518,8 @@ def pocketbase_target(
             ids=ids,
             pids=[proc.pid],
             notes=[
-                "pb: default settings (request logging to its logs DB stays on)",
-                f"pb: public list/create rules, view rule {view_rule or 'public'!r},"
+                f"{system}: {logging}",
+                f"{system}: public list/create rules, view rule {view_rule or 'public'!r},"
                 f" {index} an index on (created, id)",
             ],
         )
@@ -871,12 +892,15 @@ class Comparison:
     values: dict[str, float]
 
 
-def ratios(results: Sequence[Result], workloads: Sequence[str] = WORKLOADS) -> dict[str, float]:
-    """baas req/s over PocketBase req/s, per workload both ran."""
+def ratios(
+    results: Sequence[Result], workloads: Sequence[str] = WORKLOADS, other: str = "pb"
+) -> dict[str, float]:
+    """baas req/s over PocketBase req/s (the `other` run: "pb" or "pb-nolog"), per workload
+    both ran."""
     by_key = {(r.workload, r.system): r for r in results}
     out = {}
     for workload in workloads:
-        ours, theirs = by_key.get((workload, "baas")), by_key.get((workload, "pb"))
+        ours, theirs = by_key.get((workload, "baas")), by_key.get((workload, other))
         if ours and theirs and theirs.requests_per_sec > 0:
             out[workload] = ours.requests_per_sec / theirs.requests_per_sec
     return out
@@ -896,6 +920,11 @@ def compare(results: Sequence[Result]) -> list[Comparison]:
     return [
         Comparison("ratios", "ratios (baas/pb req/s)", ratios(results)),
         Comparison(
+            "ratios_pb_log_off",
+            "ratios (baas/pb-nolog req/s)",
+            ratios(results, other="pb-nolog"),
+        ),
+        Comparison(
             "rule_overheads", "rule+filter vs unfiltered (baas req/s)", rule_overheads(results)
         ),
     ]
@@ -908,17 +937,17 @@ def render(
     comparisons: Sequence[Comparison] = (),
 ) -> str:
     width = max(12, *(len(w) for w in workloads))
-    header = f"{'workload':<{width}} {'system':<6} {'req/s':>9} {'p50':>9} {'p99':>9}  errors"
+    header = f"{'workload':<{width}} {'system':<8} {'req/s':>9} {'p50':>9} {'p99':>9}  errors"
     lines = [header, "-" * len(header)]
     order = {w: i for i, w in enumerate(workloads)}
-    for r in sorted(results, key=lambda r: (order[r.workload], SYSTEMS.index(r.system))):
+    for r in sorted(results, key=lambda r: (order[r.workload], RUNS.index(r.system))):
         errors = r.non_2xx + sum(r.socket_errors.values())
         detail = "0"
         if errors:
             socket = ", ".join(f"{k} {v}" for k, v in r.socket_errors.items() if v)
             detail = f"{errors:,} (non-2xx {r.non_2xx:,}" + (f"; {socket}" if socket else "") + ")"
         lines.append(
-            f"{r.workload:<{width}} {r.system:<6} {r.requests_per_sec:>9,.0f} "
+            f"{r.workload:<{width}} {r.system:<8} {r.requests_per_sec:>9,.0f} "
             f"{fmt_ms(r.p50_ms):>9} {fmt_ms(r.p99_ms):>9}  {detail}"
         )
     failed = [
@@ -968,7 +997,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def build_parser(
-    description: str, workloads: Sequence[str], benchmark: str
+    description: str, workloads: Sequence[str], benchmark: str, pb_logs: str = "both"
 ) -> argparse.ArgumentParser:
     """The options every benchmark of this directory takes."""
     p = argparse.ArgumentParser(
@@ -1011,6 +1040,13 @@ def build_parser(
         action=argparse.BooleanOptionalAction,
         default=True,
         help="give PocketBase's posts an index on (created, id), as baas has",
+    )
+    p.add_argument(
+        "--pb-logs",
+        choices=tuple(PB_LOGS),
+        default=pb_logs,
+        help="run PocketBase with its request log on (its default), off (logs.maxDays = 0),"
+        " or both, one after the other, each beside baas in the report",
     )
     p.add_argument("--baas", type=Path, default=default_tool("baas"), help="baas executable")
     p.add_argument(
@@ -1175,10 +1211,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 def bench_system(
     args: argparse.Namespace, system: str, work: Path, lua_dir: Path
 ) -> tuple[Target, list[Result]]:
-    """Start one system, seed it, load it with every chosen workload, stop it."""
-    start = baas_target if system == "baas" else pocketbase_target
-    with start(args, work) as target:
+    """Start one system (a run of `RUNS`), seed it, load it with every chosen workload, stop
+    it."""
+    if system == "baas":
+        started = baas_target(args, work)
+    else:
+        started = pocketbase_target(args, work, request_log=system == "pb")
+    with started as target:
         return target, bench_target(args, target, lua_dir)
+
+
+def runs(args: argparse.Namespace) -> list[str]:
+    """The runs of `RUNS` the options ask for, in order."""
+    wanted = [s for s in args.systems if s != "pb"]
+    if "pb" in args.systems:
+        wanted += PB_LOGS[args.pb_logs]
+    return [r for r in RUNS if r in wanted]
 
 
 SystemBench = Callable[[argparse.Namespace, str, Path, Path], tuple[Target, list[Result]]]
@@ -1216,8 +1264,8 @@ def run(
     versions = {"wrk": wrk_version(args.wrk)}
 
     def each_system() -> None:
-        for system in args.systems:
-            print(f"\n== {SYSTEM_LABELS[system]} ==", flush=True)
+        for system in runs(args):
+            print(f"\n== {RUN_LABELS[system]} ==", flush=True)
             target, measured = bench(args, system, work, lua_dir)
             versions[system] = target.version
             notes.extend(target.notes)
@@ -1245,6 +1293,7 @@ def run(
             "baas_database": "external" if args.database_url else "embedded",
             "baas_env": args.baas_env,
             "pb_created_index": args.pb_index,
+            "pb_logs": args.pb_logs,
             **(extra_config or {}),
         },
         "results": [asdict(r) for r in results],

@@ -54,8 +54,9 @@ def latest_version() -> int:
     return available()[-1].version
 
 
-async def migrate(conn: Connection) -> list[Migration]:
-    """Apply pending system migrations; return the ones applied by this call."""
+async def migrate(conn: Connection, upto: int | None = None) -> list[Migration]:
+    """Apply pending system migrations (those up to version `upto` only, when given: an older
+    release's schema, to upgrade from); return the ones applied by this call."""
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
         await conn.execute(
@@ -73,7 +74,9 @@ async def migrate(conn: Connection) -> list[Migration]:
         applied = {r["version"]: r["checksum"] for r in rows}
         shipped = available()
         _check_applied(applied, shipped)
-        pending = [m for m in shipped if m.version not in applied]
+        pending = [
+            m for m in shipped if m.version not in applied and (upto is None or m.version <= upto)
+        ]
         for migration in pending:
             log.info("applying system migration %04d_%s", migration.version, migration.name)
             await conn.execute(migration.sql)

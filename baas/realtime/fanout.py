@@ -7,6 +7,7 @@ groups), and its entries are rendered once; each subscriber then gets one byte s
 (its entries joined, each opening with the subscriber's own `{"sub":...,`), the same object for
 every member of a group whose subscription ids match. Private fields of a users record (see
 `baas.records.privacy`) are left out of the entries of everyone but that account and admins.
+The loops over subscribers give the event loop a turn every few milliseconds (`slices`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 from baas.context import AppContext
 from baas.errors import ApiError
 from baas.http.responses import dumps
-from baas.realtime import access, changelog
+from baas.realtime import access, changelog, slices
 from baas.realtime.access import Judged, Spec, Verdict
 from baas.realtime.changelog import Change
 from baas.realtime.connection import Subscription
@@ -45,19 +46,28 @@ async def entries(
     groups: dict[Key, list[Subscription]] = {}
     private = privacy.private_fields(c)
     changed = {ch.record_id for ch in changes} if private else set()
+    turn = slices.Slice()
+    asks: dict[int, bool | None] = {}  # per spec object: needs no verdict, or reads auth.id
     for sub in subs:
+        if turn.spent():
+            await turn.pause()
         spec = sub.spec
-        if spec.free(c):
+        reads = asks.get(id(spec), _FREE)
+        if reads is _FREE:
+            reads = asks[id(spec)] = None if spec.free(c) else access.reads_auth(ctx, c, spec)
+        if reads is None:
             who: Any = _FREE
         else:
-            who = _auth(sub) if access.reads_auth(ctx, c, spec) else None
+            who = _auth(sub) if reads else None
         viewer = _viewer(sub, private, changed)
         groups.setdefault((sub.record, spec, sub.fields, who, viewer), []).append(sub)
-    judged = await _judged(ctx, c, changes, [k for k in groups if k[3] is not _FREE])
+    judged = await _judged(ctx, c, changes, [k for k in groups if k[3] is not _FREE], turn)
     shapes = [_Shapes(c, ch, ctx) for ch in changes]
     tails_of: dict[Any, list[bytes]] = {}  # groups that see the same get the same tails
     out = []
     for key, members in groups.items():
+        if turn.spent():
+            await turn.pause()
         record, _spec, fields, who, viewer = key
         seen = _FREE if who is _FREE else judged.get(key)
         if seen is None:
@@ -74,6 +84,8 @@ async def entries(
         if tails:
             joined: dict[bytes, bytes] = {}  # one entry object per head, shared (wire.Flusher)
             for sub in members:
+                if turn.spent():
+                    await turn.pause()
                 entry = joined.get(sub.head)
                 if entry is None:
                     head = sub.head
@@ -110,26 +122,34 @@ def _tails(
 
 
 async def _judged(
-    ctx: AppContext, c: Collection, changes: list[Change], keys: list[Key]
+    ctx: AppContext, c: Collection, changes: list[Change], keys: list[Key], turn: slices.Slice
 ) -> dict[Key, tuple[Judged, ...]]:
     """For each key that may see something of the changes, its verdicts as the statement gives
     them (decoded by `access.verdicts`; equal values mean equal verdicts)."""
     if not keys:
         return {}
-    specs = tuple(dict.fromkeys(k[1] for k in keys))
-    index = {spec: i for i, spec in enumerate(specs)}
-    subscribers = list(dict.fromkeys((k[3], index[k[1]]) for k in keys))
+    index: dict[Spec, int] = {}
+    numbers: dict[tuple[Any, int], int] = {}  # (auth id, spec index) -> subscriber number
+    number_of = []  # each key's subscriber number
+    for key in keys:
+        if turn.spent():
+            await turn.pause()
+        spec_no = index.setdefault(key[1], len(index))
+        number_of.append(numbers.setdefault((key[3], spec_no), len(numbers)))
+    specs, subscribers = tuple(index), list(numbers)
     rows = [(ch.new_json, ch.old_json) for ch in changes]
     step = max(1, MAX_PAIRS // len(subscribers))  # a bounded statement, whatever the load
     found: dict[int, list[Judged]] = {}
     for start in range(0, len(rows), step):
         chunk = await _judge(ctx, c, specs, subscribers, rows[start : start + step], start)
+        turn.renew()
         for i, judged in chunk.items():
             found.setdefault(i, []).append(judged)
-    position = {s: i for i, s in enumerate(subscribers)}
     out: dict[Key, tuple[Judged, ...]] = {}
-    for key in keys:
-        got = found.get(position[(key[3], index[key[1]])])
+    for key, number in zip(keys, number_of, strict=True):
+        if turn.spent():
+            await turn.pause()
+        got = found.get(number)
         if got is not None:
             out[key] = tuple(got)
     return out

@@ -5,7 +5,8 @@ instance's NOTIFY said one of its writes did) and every `POLL_S` regardless (wri
 anything else: psql, migrations, other tools; `realtime_poll_ms`), in batches,
 in order, and hands each batch to the subscribers it concerns (`fanout`: one judging query per
 collection at most, none for free subscribers), queuing the entries on each connection; nothing
-here waits for a client except a replay, which goes at its client's pace.
+here waits for a client except a replay, which goes at its client's pace. Fan-out to many
+subscribers goes in slices of a few milliseconds (`slices`), so requests keep their turns.
 """
 
 from __future__ import annotations
@@ -14,13 +15,15 @@ import asyncio
 import contextlib
 import logging
 import time
+import weakref
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from typing import Any
 
 from baas.context import AppContext
 from baas.loops import Outage
-from baas.realtime import changelog, fanout
+from baas.realtime import changelog, fanout, slices
+from baas.realtime.access import Spec
 from baas.realtime.changelog import Change
 from baas.realtime.connection import Connection, Subscription
 from baas.realtime.protocol import CLOSE_IDLE
@@ -51,6 +54,8 @@ class Hub:
         self._pump_outage = Outage("realtime change pump", log)
         self._trim_outage = Outage("realtime change log trim", log)
         self.on_tick: list[Any] = []  # callbacks(now) run every tick (token expiry, presence)
+        # one object per distinct spec: fan-out decides per spec object, once per batch
+        self._specs: weakref.WeakValueDictionary[Spec, Spec] = weakref.WeakValueDictionary()
 
     async def start(self) -> None:
         self.position = await changelog.high_water(self.ctx.db)
@@ -66,6 +71,10 @@ class Hub:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+    def intern(self, spec: Spec) -> Spec:
+        """The one object of the subscriptions asking the same as `spec`."""
+        return self._specs.setdefault(spec, spec)
 
     def wake(self) -> None:
         self._wake.set()
@@ -192,7 +201,10 @@ class Hub:
         except BaseException:
             self.position = previous
             raise
+        turn = slices.Slice()
         for sub, entry in served:
+            if turn.spent():
+                await turn.pause()
             if sub.conn.subs.get(sub.id) is sub:  # not unsubscribed meanwhile
                 sub.deliver(entry)
 

@@ -178,7 +178,7 @@ class Realtime:
                 raise refuse("invalid_parameter", "record must be a record id", parameter="record")
         try:
             shape = read_shape(c, msg.fields, msg.expand, settings)
-            spec = Spec(operation, msg.filter, shape.expand, identity.is_admin)
+            spec = self.hub.intern(Spec(operation, msg.filter, shape.expand, identity.is_admin))
             access.check(ctx, c, spec)
         except FilterError as exc:
             raise refuse("invalid_filter", f"filter: {exc}", position=exc.position) from None

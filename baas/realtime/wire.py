@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+from collections import deque
 from collections.abc import Callable, MutableMapping
 from typing import Any, Protocol
 
@@ -26,6 +27,7 @@ except ImportError:  # pragma: no cover - another server
     WebSocketsSansIOProtocol = None  # type: ignore[assignment,misc]
 
 from baas.http.middleware import RAW_SEND_KEY
+from baas.realtime import slices
 
 log = logging.getLogger("baas.realtime")
 _SHORT = struct.Struct("!BB")
@@ -91,14 +93,15 @@ class Flushable(Protocol):
 
 class Flusher:
     """Drains every connection that queued something, once per loop iteration, in one callback
-    (instead of waking a task per connection).
+    (instead of waking a task per connection), a slice of a few milliseconds at a time: the
+    connections left over go on at the next iteration, after what else is ready (requests).
 
     Subscribers with the same view of a batch are handed the same entry object, and are marked
     one after another: the last outbox framed is kept (by identity: no hashing, no growth) so a
     run of them is framed once and written many times."""
 
     def __init__(self) -> None:
-        self._dirty: list[Flushable] = []
+        self._dirty: deque[Flushable] = deque()
         self._scheduled = False
         self._last: list[bytes] = []
         self._last_frame = b""
@@ -117,11 +120,16 @@ class Flusher:
             asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
-        self._scheduled = False
-        dirty, self._dirty = self._dirty, []
-        for conn in dirty:
+        dirty = self._dirty
+        turn = slices.Slice()
+        while dirty:
+            conn = dirty.popleft()
             try:
                 conn.flush(self)
             except Exception:
                 log.exception("realtime flush failed")
+            if dirty and turn.spent():  # the rest at the next iteration
+                asyncio.get_running_loop().call_soon(self._flush)
+                return
+        self._scheduled = False
         self._last, self._last_frame = [], b""

@@ -1,5 +1,6 @@
 """Two real `baas serve` processes on one database deliver each other's writes to their
-WebSocket subscribers, with the same change ids; channel members meet across them."""
+WebSocket subscribers, with the same change ids, and a write from outside both within the poll
+delay; channel members meet across them."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
@@ -107,6 +109,36 @@ async def test_each_server_delivers_the_others_writes(
     titles = [c["record"]["title"] for c in got_a]
     for tag in "ab":  # each writer's records in the order it wrote them
         assert [t for t in titles if t.startswith(tag)] == [f"{tag}{i}" for i in range(20)]
+
+
+async def test_a_write_from_outside_reaches_both_servers_within_the_poll_delay(
+    database_url: str, tmp_path: Path, stack: AsyncExitStack
+) -> None:
+    poll_ms = 300
+    env = {
+        "BAAS_DATABASE_URL": database_url,
+        "BAAS_PUBLIC_URL": PUBLIC_URL,
+        "BAAS_REALTIME_POLL_MS": str(poll_ms),
+    }
+    with running(tmp_path, env, name="a") as a, running(tmp_path, env, name="b") as b:
+        rest_a, rest_b = await rest(stack, a), await rest(stack, b)
+        applied = await rest_a.post("/api/admin/schema/apply", json={"document": SCHEMA})
+        assert applied.status_code == 200, applied.text
+        await knows_posts(rest_b)
+        ws_a, ws_b = await ws(stack, a), await ws(stack, b)
+        await ws_a.subscribe("p", "posts")
+        await ws_b.subscribe("p", "posts")
+        conn = await asyncpg.connect(database_url)  # as psql would: neither server is told
+        try:
+            began = time.monotonic()
+            await conn.execute("INSERT INTO posts (title) VALUES ('from psql')")
+            [on_a], [on_b] = await asyncio.gather(ws_a.changes(1), ws_b.changes(1))
+            took = time.monotonic() - began
+        finally:
+            await conn.close()
+    assert on_a == on_b
+    assert (on_a["action"], on_a["record"]["title"]) == ("create", "from psql")
+    assert took < poll_ms / 1000 + 1.0, f"took {took:.2f}s with a {poll_ms} ms poll"
 
 
 async def sign_up(client: httpx.AsyncClient, email: str) -> tuple[str, str]:

@@ -10,8 +10,8 @@
 -- `upto`, not in `since`), and numbers their net events after `base`. So a change's public id is
 -- computed when read, never written back to its row, and every reader computes the same one.
 
--- Changes committed before this migration are numbered by the sequencer they were written for;
--- replays from before this point ask the client to refetch.
+-- Changes committed before this migration are numbered by the sequencer they were written for,
+-- then carried over to the new log (below), so their ids and replays stay as they were.
 LOCK TABLE baas.changes IN SHARE ROW EXCLUSIVE MODE;
 SELECT baas.sequence_changes();
 
@@ -36,8 +36,42 @@ CREATE TABLE baas.change_ticks (
 );
 
 ALTER TABLE baas.change_state ADD COLUMN snap pg_snapshot;
-UPDATE baas.change_state SET snap = pg_current_snapshot(), trimmed_through = last_pos;
+UPDATE baas.change_state SET snap = pg_current_snapshot();
 ALTER TABLE baas.change_state ALTER COLUMN snap SET NOT NULL;
+
+-- The changes a client may still replay (every id in (trimmed_through, last_pos] is there) move
+-- to the new log as one tick, in id order, each standing for a transaction of its own: the k-th
+-- change of a record gets the stand-in transaction id 2 + k (below every real one, so no real
+-- tick ever sees them, and no two changes of one record merge). The tick numbers them exactly
+-- as the sequencer did. When the stand-ins would reach real transaction ids (a record changed
+-- more often than the database has had transactions), they are dropped instead: replays from
+-- before the upgrade then ask the client to refetch.
+DO $$
+DECLARE
+  st record;
+  kept bigint;
+  depth bigint;
+  newest timestamptz;
+BEGIN
+  SELECT last_pos, trimmed_through INTO st FROM baas.change_state WHERE id = 1;
+  SELECT count(*), coalesce(max(c.k), 0), max(c.at) INTO kept, depth, newest FROM (
+    SELECT row_number() OVER (PARTITION BY collection, record_id ORDER BY pos) AS k, at
+    FROM baas.changes WHERE pos > st.trimmed_through
+  ) c;
+  IF kept = 0 OR kept <> st.last_pos - st.trimmed_through
+     OR (3 + depth)::text::xid8 > pg_snapshot_xmin(pg_current_snapshot()) THEN
+    UPDATE baas.change_state SET trimmed_through = last_pos WHERE id = 1;
+    RETURN;
+  END IF;
+  INSERT INTO baas.change_log (tx, collection, record_id, op, new, old)
+  SELECT (2 + row_number() OVER (PARTITION BY collection, record_id ORDER BY pos))::text::xid8,
+         collection, record_id, op, new, old
+  FROM baas.changes WHERE pos > st.trimmed_through
+  ORDER BY pos;
+  INSERT INTO baas.change_ticks (base, n, since, upto, at)
+  VALUES (st.trimmed_through, kept, '3:3:'::pg_snapshot,
+          format('%s:%s:', 3 + depth, 3 + depth)::pg_snapshot, newest);
+END $$;
 
 -- The change-log trigger, as in 0007 but writing to the new log and notifying nobody.
 CREATE OR REPLACE FUNCTION baas.record_changed() RETURNS trigger
