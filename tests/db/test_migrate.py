@@ -52,3 +52,28 @@ async def test_changed_or_unknown_migrations_are_refused(pg_server_url: str) -> 
             await migrate(conn)
     finally:
         await conn.close()
+
+
+async def test_a_revised_migration_accepts_the_checksum_of_its_published_text(
+    pg_server_url: str,
+) -> None:
+    # A database migrated by the release that shipped the first text of 0008 (the change log)
+    # starts under the revised text; any other checksum is still refused.
+    first_0008 = "81f0a4733c5cf18b44393a2a2cb5090dcc5f07af3a732548f785f5c49118589f"
+    url = await _fresh(pg_server_url, "baas_migrate_revised")
+    conn = await connect(url)
+    try:
+        await migrate(conn)
+        await conn.execute(
+            "UPDATE baas.system_migrations SET checksum = $1 WHERE version = 8", first_0008
+        )
+        assert await migrate(conn) == []
+        recorded = await conn.fetchval(
+            "SELECT checksum FROM baas.system_migrations WHERE version = 8"
+        )
+        assert recorded == first_0008
+        await conn.execute("UPDATE baas.system_migrations SET checksum = 'y' WHERE version = 8")
+        with pytest.raises(MigrationError, match="migration 8 changed after it was applied"):
+            await migrate(conn)
+    finally:
+        await conn.close()
