@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from importlib.metadata import version as package_version
 from pathlib import Path
 
 import typer
@@ -18,6 +19,28 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"max_content_width": 120},
 )
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        typer.echo(f"baas {package_version('baas')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    show_version: bool = typer.Option(
+        False,
+        "--version",
+        "-V",
+        callback=_print_version,
+        is_eager=True,
+        help="Print the version and exit.",
+    ),
+) -> None:
+    """baas: a self-hostable backend on PostgreSQL."""
+
+
 app.command(help=serve.serve.__doc__)(serve.serve)
 app.add_typer(schema.app, name="schema")
 app.add_typer(keys.app, name="keys")

@@ -7,6 +7,7 @@ import asyncio
 import json
 import re
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -377,3 +378,13 @@ def test_top_level_help(baas: Baas) -> None:
     result = _ok(baas("--help"))
     for command in ("serve", "init", "schema", "keys"):
         assert command in result.out
+
+
+def test_version(baas: Baas) -> None:
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    expected = f"baas {pyproject['project']['version']}\n"
+    for flag in ("--version", "-V"):
+        result = _ok(baas(flag))
+        assert result.out == expected
+        assert result.err == ""
+    assert "--version" in _ok(baas("--help")).out
