@@ -357,15 +357,48 @@ def _expected_default(setting: Setting) -> str:
     return ",".join(value) if isinstance(value, list) else str(value)
 
 
-def test_serve_help_lists_every_setting(baas: Baas) -> None:
-    lines = _ok(baas("serve", "--help")).out.splitlines()
+def _help_entries(text: str) -> dict[str, str]:
+    """`--help`'s options, each flag with its whole description (wrapped lines joined)."""
+    section = text.split("\nOptions:\n", 1)[1]
+    entries: dict[str, str] = {}
+    flag = ""
+    for line in section.splitlines():
+        start = re.match(r"  (?:-\w, )?(--[a-z0-9-]+)", line)
+        if start:
+            flag = start[1]
+            entries[flag] = line
+        elif line.startswith(" ") and flag:
+            # click wraps at spaces and after hyphens ("eu-" / "west-1")
+            glue = "" if entries[flag].endswith("-") else " "
+            entries[flag] += glue + line.lstrip()
+    return {flag: " ".join(entry.split()) for flag, entry in entries.items()}
+
+
+@pytest.mark.parametrize("columns", ["80", "240"])
+def test_serve_help_lists_every_setting(baas: Baas, columns: str) -> None:
+    text = _ok(baas("serve", "--help", extra_env={"COLUMNS": columns})).out
+    width = min(int(columns), 120)  # past 120 columns the help does not grow wider
+    assert max(len(line) for line in text.splitlines()) <= width
+    assert "…" not in text
+    entries = _help_entries(text)
     for setting in SETTINGS:
         flag = "--" + setting.name.replace("_", "-")
-        (line,) = [line for line in lines if re.search(rf"\s{flag}\s", line)]
-        assert f"(env {setting.env}, default: {_expected_default(setting)})" in line, line
+        described = f"{setting.help} (env {setting.env}, default: {_expected_default(setting)})"
+        assert described in entries[flag], (flag, entries[flag])
         if setting.type is bool:
-            assert f"--no-{setting.name.replace('_', '-')}" in line
-    assert len([line for line in lines if "(env BAAS_" in line]) == len(SETTINGS)
+            assert entries[flag].startswith(f"{flag} / --no-{setting.name.replace('_', '-')} ")
+    assert len([e for e in entries.values() if "(env BAAS_" in e]) == len(SETTINGS)
+    # the descriptions keep a readable column: wrapped lines start no further right than 34
+    option_lines = text.split("Options:\n")[1].splitlines()
+    assert all(len(line) - len(line.lstrip()) <= 34 for line in option_lines if line.strip())
+
+
+def test_help_lists_commands_whole_at_80_columns(baas: Baas) -> None:
+    groups = ["", "schema", "keys", "superuser", "users", "mail", "settings", "signing-keys"]
+    for group in [*groups, "storage", "jobs", "push"]:
+        text = _ok(baas(*group.split(), "--help", extra_env={"COLUMNS": "80"})).out
+        assert max(len(line) for line in text.splitlines()) <= 80, group
+        assert "…" not in text and "..." not in text.split("Commands:")[1], text
 
 
 def test_settings_errors_exit_2(baas: Baas) -> None:
