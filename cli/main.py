@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from importlib.metadata import version as package_version
 from pathlib import Path
+from typing import Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -19,7 +19,8 @@ class _Group(TyperGroup):
     """A command group that lists each command with its whole first sentence, wrapped to the
     terminal, where click would cut it with "..." at the width left beside the names."""
 
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+    # Any: recent typer passes its own copy of click's types, older typer click's
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
         rows = []
         for name in self.list_commands(ctx):
             command = self.get_command(ctx, name)
