@@ -85,7 +85,7 @@ collections:
     fields:
       title: {type: text, required: true, max: 200}
       body: text
-      published: {type: bool, default: false}
+      published: {type: bool, nullable: false, default: false}
       views: {type: integer, min: 0, default: 0}
     indexes:
       - [published, created]

@@ -17,10 +17,12 @@ import httpx
 import pytest
 from jsonschema import Draft202012Validator
 
+from baas.app import create_app
 from baas.config import SETTINGS, Setting
 from baas.schema.document import parse_document
 from baas.schema.yamlio import HEADER, dump_yaml, load_yaml
 from tests.cli.conftest import BAAS, Baas, Result, _env
+from tests.conftest import SERVICE_KEY, asgi_with_state, settings_for
 
 POSTS: dict[str, Any] = {
     "collections": {
@@ -82,6 +84,37 @@ def test_init_writes_a_valid_starter(baas: Baas, tmp_path: Path) -> None:
     assert list(Draft202012Validator(jsonschema).iter_errors(document)) == []
     assert parse_document(document).names == ("users", "posts")  # users is built in
     assert _ok(baas("schema", "jsonschema")).out.strip() == json.dumps(jsonschema, indent=2)
+
+
+async def test_the_starter_keeps_booleans_out_of_null(
+    baas: Baas, database_url: str, tmp_path: Path
+) -> None:
+    """A null `published` would drop a post out of a `published = true` rule unnoticed."""
+    _ok(baas("init"))
+    _ok(baas("schema", "apply", "--yes"))
+    application = create_app(settings_for(database_url, tmp_path / "data"))
+    async with application.router.lifespan_context(application) as state:
+        transport = httpx.ASGITransport(app=asgi_with_state(application, state))
+        async with httpx.AsyncClient(
+            transport=transport,
+            base_url="http://t",
+            headers={"Authorization": f"Bearer {SERVICE_KEY}"},
+        ) as client:
+            records = "/api/collections/posts/records"
+            created = await client.post(records, json={"title": "Hello"})
+            assert created.status_code == 201, created.text
+            assert created.json()["published"] is False
+            post = f"{records}/{created.json()['id']}"
+            assert (await client.patch(post, json={"published": True})).status_code == 200
+
+            refused = await client.patch(post, json={"published": None})
+            assert refused.status_code == 400, refused.text
+            error = refused.json()["error"]
+            assert error["code"] == "validation_failed"
+            assert error["fields"]["published"]["code"] == "not_nullable"
+            assert (await client.get(post)).json()["published"] is True
+            on_create = await client.post(records, json={"title": "x", "published": None})
+            assert on_create.status_code == 400, on_create.text
 
 
 def test_init_refuses_to_overwrite_without_force(baas: Baas, tmp_path: Path) -> None:
