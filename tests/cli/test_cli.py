@@ -274,9 +274,10 @@ def test_invalid_schema_file_lists_every_problem(baas: Baas, tmp_path: Path) -> 
         "      owner: {type: relation, collection: people}\n"
         "  Bad: {}\n"
     )
-    for command in (("schema", "diff"), ("schema", "apply", "--yes")):
+    for command in (("schema", "validate"), ("schema", "diff"), ("schema", "apply", "--yes")):
         result = baas(*command)
         assert result.code == 1, result.text
+        assert result.err.startswith("error: baas.yaml has 5 problems:\n"), result.err
         for problem in (
             "collections.posts.fields.title.colour: unknown option for type text",
             "collections.posts.fields.body.max: must be a whole number of at least 0",
@@ -285,6 +286,8 @@ def test_invalid_schema_file_lists_every_problem(baas: Baas, tmp_path: Path) -> 
             "collections.Bad: collection name 'Bad' must start with a lowercase letter",
         ):
             assert f"  - {problem}" in result.err, result.err
+            assert result.err.count(problem) == 1, result.err  # each said once
+        assert len(result.err.splitlines()) == 6, result.err
         assert "Traceback" not in result.err
 
 
@@ -297,10 +300,19 @@ def test_invalid_schema_file_lists_every_problem(baas: Baas, tmp_path: Path) -> 
 )
 def test_malformed_yaml_names_the_line(baas: Baas, tmp_path: Path, text: str, message: str) -> None:
     (tmp_path / "baas.yaml").write_text(text)
-    result = baas("schema", "diff")
-    assert result.code == 1
-    assert message in result.err
-    assert "Traceback" not in result.err
+    for command in ("validate", "diff"):
+        result = baas("schema", command)
+        assert result.code == 1
+        assert result.err.startswith("error: baas.yaml has 1 problem:\n"), result.err
+        assert result.err.count(message) == 1, result.err
+        assert "Traceback" not in result.err
+
+
+def test_validate_needs_no_database(baas: Baas, tmp_path: Path) -> None:
+    _write(tmp_path, POSTS)
+    no_database = {"BAAS_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"}
+    result = _ok(baas("schema", "validate", extra_env=no_database))
+    assert result.out == "baas.yaml is valid: 2 collections (users included).\n"
 
 
 def test_history_of_a_new_install_shows_the_built_in_users(baas: Baas) -> None:
