@@ -19,6 +19,7 @@ from baas.db.pool import Database
 from baas.db.supervisor import Supervisor
 from baas.errors import ApiError
 from baas.logs import setup_logging
+from baas.schema.document import SchemaError
 
 T = TypeVar("T")
 
@@ -109,8 +110,15 @@ def run_with_context(settings: Settings, action: Callable[[AppContext], Awaitabl
     return run_with_db(settings, with_context)
 
 
-def fail(exc: ApiError) -> NoReturn:
-    typer.secho(f"error: {exc.message}", fg="red", err=True)
+def fail(exc: ApiError, subject: str = "the schema") -> NoReturn:
+    """Print the error and exit 1; a schema error (about `subject`) as the list of its problems,
+    each once (its message repeats the first)."""
+    if isinstance(exc, SchemaError):
+        count = len(exc.problems)
+        problems = "1 problem" if count == 1 else f"{count} problems"
+        typer.secho(f"error: {subject} has {problems}:", fg="red", err=True)
+    else:
+        typer.secho(f"error: {exc.message}", fg="red", err=True)
     for name, problem in exc.fields.items():
         typer.secho(f"  - {name}: {problem['message']}", fg="red", err=True)
     for problem in exc.details.get("problems", []):

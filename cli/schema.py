@@ -1,4 +1,4 @@
-"""`baas schema diff | apply | pull | history | jsonschema`: the schema as code."""
+"""`baas schema validate | diff | apply | pull | history | jsonschema`: the schema as code."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from baas.schema.yamlio import dump_yaml, load_yaml
 from cli.runtime import fail, load_settings, operator, run_with_db
 
 app = typer.Typer(
-    help="Manage collections as code: diff, apply, pull, history.", no_args_is_help=True
+    help="Manage collections as code: validate, diff, apply, pull, history.",
+    no_args_is_help=True,
 )
 
 FileOption = typer.Option(
@@ -39,7 +40,7 @@ def _read_document(path: Path) -> Any:
         document = load_yaml(path.read_text(encoding="utf-8"))
         parse_document(document)
     except SchemaError as exc:
-        fail(exc)
+        fail(exc, subject=str(path))
     return document
 
 
@@ -54,6 +55,14 @@ def print_plan(plan: Plan, verbose: bool) -> None:
         if verbose:
             for statement in step.statements:
                 typer.secho(f"         {statement.sql}", fg="cyan")
+
+
+@app.command()
+def validate(file: Path = FileOption) -> None:
+    """Check the schema file, without a database (for CI and pre-commit hooks)."""
+    path = _schema_file(file)
+    schema = parse_document(_read_document(path))
+    typer.echo(f"{path} is valid: {len(schema.collections)} collections (users included).")
 
 
 @app.command()

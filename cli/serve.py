@@ -13,11 +13,14 @@ import inspect
 import logging
 import os
 import signal
+import socket
+import threading
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 import uvicorn
+from uvicorn.supervisors import Multiprocess
 
 from baas.app import check_secret_key, create_app, tune_gc
 from baas.config import SETTINGS, Setting, Settings
@@ -48,12 +51,6 @@ def run(settings: Settings) -> None:
         if problem:  # before uvicorn, which would bury it in a traceback
             typer.secho(f"error: {problem}", fg="red", err=True)
             raise typer.Exit(1)
-        log.info(
-            "baas listening on http://%s:%d (public URL %s)",
-            resolved.host,
-            resolved.port,
-            resolved.base_url,
-        )
         common: dict[str, Any] = dict(
             host=resolved.host,
             port=resolved.port,
@@ -75,15 +72,71 @@ def run(settings: Settings) -> None:
             ws_max_size=resolved.realtime_max_message_bytes,
         )
         if resolved.workers == 1:
-            app = create_app(resolved)
+            config = uvicorn.Config(create_app(resolved), **common)
             tune_gc()
-            uvicorn.run(app, **common)
-            return
-        # Workers are separate processes: they rebuild the same settings from the environment.
-        for setting in SETTINGS:
-            value = getattr(resolved, setting.name)
-            os.environ[setting.env] = _env_value(value)
-        uvicorn.run("baas.app:app_from_env", factory=True, workers=resolved.workers, **common)
+        else:
+            # Workers are separate processes: they rebuild the same settings from the environment.
+            for setting in SETTINGS:
+                value = getattr(resolved, setting.name)
+                os.environ[setting.env] = _env_value(value)
+            config = uvicorn.Config(
+                "baas.app:app_from_env", factory=True, workers=resolved.workers, **common
+            )
+        _serve(config, resolved)
+
+
+def _serve(config: uvicorn.Config, settings: Settings) -> None:
+    """What `uvicorn.run` does, on a socket bound here so that "baas listening" can wait for it."""
+    # uvicorn says "running" as it binds, before the app has started: ours replaces it
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    uvicorn_log.addFilter(_not_running_yet)
+    try:
+        sock = config.bind_socket()  # exits with uvicorn's message if the address is taken
+    finally:
+        uvicorn_log.removeFilter(_not_running_yet)
+    announced = _announce_when_listening(sock, settings)
+    server = uvicorn.Server(config)
+    try:
+        if config.workers > 1:
+            Multiprocess(config, sockets=[sock]).run()
+        else:
+            server.run(sockets=[sock])
+    except KeyboardInterrupt:  # Ctrl-C, re-raised by uvicorn once it has shut down
+        pass
+    finally:
+        announced.set()
+        sock.close()
+    if config.workers == 1 and not server.started:  # the app failed to start (logged)
+        raise typer.Exit(3)
+
+
+def _not_running_yet(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("Uvicorn running on")
+
+
+def _announce_when_listening(sock: socket.socket, settings: Settings) -> threading.Event:
+    """Log "baas listening" once the socket accepts connections: uvicorn binds it first, and a
+    worker starts listening on it only when the app has started, so the bind is not the moment.
+    Setting the returned event stops the watch (the server stopped first)."""
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(0.02):
+            try:
+                listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+            except OSError:  # closed: the server stopped
+                return
+            if listening:
+                log.info(
+                    "baas listening on http://%s:%d (public URL %s)",
+                    settings.host,
+                    sock.getsockname()[1],
+                    settings.base_url,
+                )
+                return
+
+    threading.Thread(target=watch, name="baas-listening", daemon=True).start()
+    return stop
 
 
 def _env_value(value: Any) -> str:

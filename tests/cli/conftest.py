@@ -47,11 +47,11 @@ def baas(database_url: str, tmp_path: Path) -> Baas:
     """Run `baas <args>` in tmp_path against this test's database."""
     env = _env(database_url, tmp_path)
 
-    def run(*args: str, stdin: str = "") -> Result:
+    def run(*args: str, stdin: str = "", extra_env: dict[str, str] | None = None) -> Result:
         done = subprocess.run(
             [BAAS, *args],
             cwd=tmp_path,
-            env=env,
+            env={**env, **(extra_env or {})},
             input=stdin,
             capture_output=True,
             text=True,

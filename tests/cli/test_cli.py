@@ -7,6 +7,7 @@ import asyncio
 import json
 import re
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,12 @@ import httpx
 import pytest
 from jsonschema import Draft202012Validator
 
+from baas.app import create_app
 from baas.config import SETTINGS, Setting
 from baas.schema.document import parse_document
 from baas.schema.yamlio import HEADER, dump_yaml, load_yaml
 from tests.cli.conftest import BAAS, Baas, Result, _env
+from tests.conftest import SERVICE_KEY, asgi_with_state, settings_for
 
 POSTS: dict[str, Any] = {
     "collections": {
@@ -81,6 +84,37 @@ def test_init_writes_a_valid_starter(baas: Baas, tmp_path: Path) -> None:
     assert list(Draft202012Validator(jsonschema).iter_errors(document)) == []
     assert parse_document(document).names == ("users", "posts")  # users is built in
     assert _ok(baas("schema", "jsonschema")).out.strip() == json.dumps(jsonschema, indent=2)
+
+
+async def test_the_starter_keeps_booleans_out_of_null(
+    baas: Baas, database_url: str, tmp_path: Path
+) -> None:
+    """A null `published` would drop a post out of a `published = true` rule unnoticed."""
+    _ok(baas("init"))
+    _ok(baas("schema", "apply", "--yes"))
+    application = create_app(settings_for(database_url, tmp_path / "data"))
+    async with application.router.lifespan_context(application) as state:
+        transport = httpx.ASGITransport(app=asgi_with_state(application, state))
+        async with httpx.AsyncClient(
+            transport=transport,
+            base_url="http://t",
+            headers={"Authorization": f"Bearer {SERVICE_KEY}"},
+        ) as client:
+            records = "/api/collections/posts/records"
+            created = await client.post(records, json={"title": "Hello"})
+            assert created.status_code == 201, created.text
+            assert created.json()["published"] is False
+            post = f"{records}/{created.json()['id']}"
+            assert (await client.patch(post, json={"published": True})).status_code == 200
+
+            refused = await client.patch(post, json={"published": None})
+            assert refused.status_code == 400, refused.text
+            error = refused.json()["error"]
+            assert error["code"] == "validation_failed"
+            assert error["fields"]["published"]["code"] == "not_nullable"
+            assert (await client.get(post)).json()["published"] is True
+            on_create = await client.post(records, json={"title": "x", "published": None})
+            assert on_create.status_code == 400, on_create.text
 
 
 def test_init_refuses_to_overwrite_without_force(baas: Baas, tmp_path: Path) -> None:
@@ -240,9 +274,10 @@ def test_invalid_schema_file_lists_every_problem(baas: Baas, tmp_path: Path) -> 
         "      owner: {type: relation, collection: people}\n"
         "  Bad: {}\n"
     )
-    for command in (("schema", "diff"), ("schema", "apply", "--yes")):
+    for command in (("schema", "validate"), ("schema", "diff"), ("schema", "apply", "--yes")):
         result = baas(*command)
         assert result.code == 1, result.text
+        assert result.err.startswith("error: baas.yaml has 5 problems:\n"), result.err
         for problem in (
             "collections.posts.fields.title.colour: unknown option for type text",
             "collections.posts.fields.body.max: must be a whole number of at least 0",
@@ -251,6 +286,8 @@ def test_invalid_schema_file_lists_every_problem(baas: Baas, tmp_path: Path) -> 
             "collections.Bad: collection name 'Bad' must start with a lowercase letter",
         ):
             assert f"  - {problem}" in result.err, result.err
+            assert result.err.count(problem) == 1, result.err  # each said once
+        assert len(result.err.splitlines()) == 6, result.err
         assert "Traceback" not in result.err
 
 
@@ -263,10 +300,19 @@ def test_invalid_schema_file_lists_every_problem(baas: Baas, tmp_path: Path) -> 
 )
 def test_malformed_yaml_names_the_line(baas: Baas, tmp_path: Path, text: str, message: str) -> None:
     (tmp_path / "baas.yaml").write_text(text)
-    result = baas("schema", "diff")
-    assert result.code == 1
-    assert message in result.err
-    assert "Traceback" not in result.err
+    for command in ("validate", "diff"):
+        result = baas("schema", command)
+        assert result.code == 1
+        assert result.err.startswith("error: baas.yaml has 1 problem:\n"), result.err
+        assert result.err.count(message) == 1, result.err
+        assert "Traceback" not in result.err
+
+
+def test_validate_needs_no_database(baas: Baas, tmp_path: Path) -> None:
+    _write(tmp_path, POSTS)
+    no_database = {"BAAS_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"}
+    result = _ok(baas("schema", "validate", extra_env=no_database))
+    assert result.out == "baas.yaml is valid: 2 collections (users included).\n"
 
 
 def test_history_of_a_new_install_shows_the_built_in_users(baas: Baas) -> None:
@@ -356,15 +402,48 @@ def _expected_default(setting: Setting) -> str:
     return ",".join(value) if isinstance(value, list) else str(value)
 
 
-def test_serve_help_lists_every_setting(baas: Baas) -> None:
-    lines = _ok(baas("serve", "--help")).out.splitlines()
+def _help_entries(text: str) -> dict[str, str]:
+    """`--help`'s options, each flag with its whole description (wrapped lines joined)."""
+    section = text.split("\nOptions:\n", 1)[1]
+    entries: dict[str, str] = {}
+    flag = ""
+    for line in section.splitlines():
+        start = re.match(r"  (?:-\w, )?(--[a-z0-9-]+)", line)
+        if start:
+            flag = start[1]
+            entries[flag] = line
+        elif line.startswith(" ") and flag:
+            # click wraps at spaces and after hyphens ("eu-" / "west-1")
+            glue = "" if entries[flag].endswith("-") else " "
+            entries[flag] += glue + line.lstrip()
+    return {flag: " ".join(entry.split()) for flag, entry in entries.items()}
+
+
+@pytest.mark.parametrize("columns", ["80", "240"])
+def test_serve_help_lists_every_setting(baas: Baas, columns: str) -> None:
+    text = _ok(baas("serve", "--help", extra_env={"COLUMNS": columns})).out
+    width = min(int(columns), 120)  # past 120 columns the help does not grow wider
+    assert max(len(line) for line in text.splitlines()) <= width
+    assert "…" not in text
+    entries = _help_entries(text)
     for setting in SETTINGS:
         flag = "--" + setting.name.replace("_", "-")
-        (line,) = [line for line in lines if re.search(rf"\s{flag}\s", line)]
-        assert f"(env {setting.env}, default: {_expected_default(setting)})" in line, line
+        described = f"{setting.help} (env {setting.env}, default: {_expected_default(setting)})"
+        assert described in entries[flag], (flag, entries[flag])
         if setting.type is bool:
-            assert f"--no-{setting.name.replace('_', '-')}" in line
-    assert len([line for line in lines if "(env BAAS_" in line]) == len(SETTINGS)
+            assert entries[flag].startswith(f"{flag} / --no-{setting.name.replace('_', '-')} ")
+    assert len([e for e in entries.values() if "(env BAAS_" in e]) == len(SETTINGS)
+    # the descriptions keep a readable column: wrapped lines start no further right than 34
+    option_lines = text.split("Options:\n")[1].splitlines()
+    assert all(len(line) - len(line.lstrip()) <= 34 for line in option_lines if line.strip())
+
+
+def test_help_lists_commands_whole_at_80_columns(baas: Baas) -> None:
+    groups = ["", "schema", "keys", "superuser", "users", "mail", "settings", "signing-keys"]
+    for group in [*groups, "storage", "jobs", "push"]:
+        text = _ok(baas(*group.split(), "--help", extra_env={"COLUMNS": "80"})).out
+        assert max(len(line) for line in text.splitlines()) <= 80, group
+        assert "…" not in text and "..." not in text.split("Commands:")[1], text
 
 
 def test_settings_errors_exit_2(baas: Baas) -> None:
@@ -377,3 +456,13 @@ def test_top_level_help(baas: Baas) -> None:
     result = _ok(baas("--help"))
     for command in ("serve", "init", "schema", "keys"):
         assert command in result.out
+
+
+def test_version(baas: Baas) -> None:
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    expected = f"baas {pyproject['project']['version']}\n"
+    for flag in ("--version", "-V"):
+        result = _ok(baas(flag))
+        assert result.out == expected
+        assert result.err == ""
+    assert "--version" in _ok(baas("--help")).out
