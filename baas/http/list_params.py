@@ -7,6 +7,7 @@ parameter of the API is read by `boolean`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 
 from baas.errors import InvalidParameter
@@ -23,15 +24,25 @@ def reject_unknown(query: Mapping[str, str], allowed: Iterable[str]) -> None:
         )
 
 
+_INTEGER = re.compile(r"[+-]?[0-9]{1,12}")
+
+
 def bounded_int(query: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    """An integer from `low` to `high`; a 400 naming the parameter, what was sent and the range
+    (a negative page is told it must be 1 or more, not that it is no whole number)."""
     raw = query.get(name)
     if raw is None:
         return default
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 12:
-        raise InvalidParameter(f"{name} must be a whole number", parameter=name)
+    if not _INTEGER.fullmatch(raw):
+        raise InvalidParameter(
+            f"{name} must be a whole number from {low} to {high}, not {raw[:40]!r}",
+            parameter=name,
+        )
     value = int(raw)
-    if not low <= value <= high:
-        raise InvalidParameter(f"{name} must be between {low} and {high}", parameter=name)
+    if value < low:
+        raise InvalidParameter(f"{name} must be {low} or more, not {value}", parameter=name)
+    if value > high:
+        raise InvalidParameter(f"{name} must be at most {high}, not {value}", parameter=name)
     return value
 
 
