@@ -116,7 +116,9 @@ async def test_reuse_outside_the_grace_window_ends_the_session(
     await _alive(anon, other)  # only the replayed session ends
 
 
-async def test_unknown_or_malformed_refresh_tokens_are_401_missing_ones_400(anon: httpx.AsyncClient) -> None:
+async def test_unknown_or_malformed_refresh_tokens_are_401_missing_ones_400(
+    anon: httpx.AsyncClient,
+) -> None:
     for body in (
         {"refresh_token": "x" * 43},
         {"refresh_token": "short"},
