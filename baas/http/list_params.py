@@ -1,8 +1,10 @@
-"""Query-string parsing: bounded integers, booleans, sort specs, unknown keys.
+"""Query-string parsing: parameters given once, bounded integers, booleans, sort specs, unknown
+keys.
 
 Generic: no knowledge of collections. Each bad value is a 400 naming it (`invalid_parameter`,
-or `invalid_boolean` for a boolean that is not exactly `true` or `false`). Every boolean query
-parameter of the API is read by `boolean`.
+`invalid_boolean` for a boolean that is not exactly `true` or `false`, `repeated_parameter` for a
+parameter given twice). Every boolean query parameter of the API is read by `boolean`; every
+query string is read through `single_valued` (by `query_params` in baas/http/request.py).
 """
 
 from __future__ import annotations
@@ -13,6 +15,32 @@ from collections.abc import Iterable, Mapping
 from baas.errors import InvalidParameter
 
 MAX_PARAM_LENGTH = 4096
+
+
+# What to send instead of a parameter given twice, for the ones a client may try to repeat.
+_ONCE_HINTS = {
+    "filter": "join the conditions with AND in one filter",
+    "sort": "list the fields in one sort, separated by commas",
+    "expand": "list the relations in one expand, separated by commas",
+    "fields": "list the fields in one fields, separated by commas",
+}
+
+
+def single_valued(items: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """The query string's (name, value) pairs as a mapping; a 400 `repeated_parameter` naming a
+    parameter given more than once (no parameter takes several values, and picking one of two
+    would answer a question the client did not ask)."""
+    out: dict[str, str] = {}
+    for name, value in items:
+        if name in out:
+            hint = _ONCE_HINTS.get(name, "keep the value you mean")
+            raise InvalidParameter(
+                f"the query parameter {name[:40]!r} is given more than once: send it once ({hint})",
+                code="repeated_parameter",
+                parameter=name[:40],
+            )
+        out[name] = value
+    return out
 
 
 def reject_unknown(query: Mapping[str, str], allowed: Iterable[str]) -> None:

@@ -1,10 +1,11 @@
-"""Reading requests: the app context, the caller's identity, the request id and JSON bodies
-(parsed with exact integers)."""
+"""Reading requests: the app context, the caller's identity, the request id, the query string
+(each parameter once) and JSON bodies (parsed with exact integers)."""
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -14,6 +15,7 @@ from baas.auth.identity import ANONYMOUS, Identity
 from baas.auth.sessions import Client
 from baas.context import AppContext
 from baas.errors import MalformedJson, UnsupportedMediaType
+from baas.http import list_params
 
 
 def context(request: HTTPConnection) -> AppContext:
@@ -22,6 +24,12 @@ def context(request: HTTPConnection) -> AppContext:
 
 def identity(request: Request) -> Identity:
     return request.scope.get("baas.identity", ANONYMOUS)  # type: ignore[no-any-return]
+
+
+def query_params(request: HTTPConnection) -> Mapping[str, str]:
+    """The query string's parameters, each given at most once: the one way handlers read them
+    (a parameter given twice is a 400 `repeated_parameter`, never a silent choice)."""
+    return list_params.single_valued(request.query_params.multi_items())
 
 
 def request_id(request: Request) -> str | None:
