@@ -70,31 +70,32 @@ async def read_json(request: Request) -> Any:
 _LONG_DIGITS = re.compile(rb"[0-9]{19}")
 
 
-def parse_json(body: bytes) -> Any:
+def parse_json(body: bytes, what: str = "the body") -> Any:
     """A JSON document as Python values, every number exactly as written (an integer as an int
     of any size, a number past a double's range as infinity), so that a value out of a field's
-    range is refused by the field, never rounded; MalformedJson (with position) if not JSON."""
+    range is refused by the field, never rounded; MalformedJson (with position) if not JSON.
+    `what` names the document in that error (a request body, a multipart form's JSON part)."""
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         if "infinity" in exc.msg:
-            return _exact(body)
+            return _exact(body, what)
         raise MalformedJson(
-            f"the body is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}",
+            f"{what} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}",
             line=exc.lineno,
             column=exc.colno,
         ) from None
     if _LONG_DIGITS.search(body):
-        return _exact(body)
+        return _exact(body, what)
     return value  # the common case: orjson's numbers are exact
 
 
-def _exact(body: bytes) -> Any:
+def _exact(body: bytes, what: str) -> Any:
     try:
         value = json.loads(body, parse_constant=_not_json)
         _check_text(value)
     except (ValueError, RecursionError) as exc:  # also past Python's 4300-digit integers
-        raise MalformedJson(f"the body is not valid JSON: {_reason(exc)}") from None
+        raise MalformedJson(f"{what} is not valid JSON: {_reason(exc)}") from None
     return value
 
 
