@@ -14,7 +14,7 @@ from baas.auth import keys
 from baas.auth.identity import Identity
 from baas.errors import Forbidden, InvalidParameter, NotFound, Unauthorized
 from baas.http import list_params
-from baas.http.request import context, identity, read_json
+from baas.http.request import context, identity, query_params, read_json
 from baas.http.responses import json_response, no_content
 from baas.http.routing import route
 from baas.jobs import queue
@@ -87,7 +87,7 @@ async def apply_schema(request: Request) -> Response:
 
 async def schema_history(request: Request) -> Response:
     require_admin(request)
-    limit = list_params.bounded_int(request.query_params, "limit", 50, 1, 1000)
+    limit = list_params.bounded_int(query_params(request), "limit", 50, 1, 1000)
     return json_response({"items": await schema_service.history(context(request).db, limit)})
 
 
@@ -118,7 +118,7 @@ JOB_PARAMS = ("status", "kind", "before", "limit")
 
 async def list_jobs(request: Request) -> Response:
     require_admin(request)
-    q = request.query_params
+    q = query_params(request)
     list_params.reject_unknown(q, JOB_PARAMS)
     db = context(request).db
     before = list_params.bounded_int(q, "before", 0, 0, 2**62) or None

@@ -10,7 +10,7 @@ from baas.admin.api import require_admin
 from baas.auth import mail, superusers, tokens, users
 from baas.errors import InvalidParameter, NotFound
 from baas.http import list_params
-from baas.http.request import context, read_json
+from baas.http.request import context, query_params, read_json
 from baas.http.responses import json_response, no_content
 from baas.http.routing import route
 from baas.records.validation import record_id
@@ -19,7 +19,7 @@ from baas.runtime_settings import update as update_settings
 
 async def list_users(request: Request) -> Response:
     require_admin(request)
-    q = request.query_params
+    q = query_params(request)
     page = list_params.bounded_int(q, "page", 1, 1, 1_000_000)
     per_page = list_params.bounded_int(q, "per_page", 50, 1, 500)
     return json_response(await users.admin_list(context(request), q.get("search"), page, per_page))
@@ -65,7 +65,7 @@ async def revoke_user_sessions(request: Request) -> Response:
 async def list_mail(request: Request) -> Response:
     require_admin(request)
     ctx = context(request)
-    q = request.query_params
+    q = query_params(request)
     limit = list_params.bounded_int(q, "limit", 50, 1, mail.OUTBOX_MAX)
     recipient = q.get("recipient")
     await ctx.drain()  # mail this instance is still writing (after a 202) belongs in the list

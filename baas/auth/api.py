@@ -12,7 +12,7 @@ from baas.auth import account, flows, oauth, sessions, superusers, tokens
 from baas.auth.users import me as me_view
 from baas.errors import NotFound
 from baas.http import list_params
-from baas.http.request import client, context, identity, read_json
+from baas.http.request import client, context, identity, query_params, read_json
 from baas.http.responses import json_response, no_content
 from baas.http.routing import route
 from baas.records.validation import record_id
@@ -83,7 +83,7 @@ async def revoke_sessions(request: Request) -> Response:
     """End every session of the caller; `?keep_current=true` keeps this one."""
     who = identity(request)
     subject = account.signed_in_subject(who)
-    query = request.query_params
+    query = query_params(request)
     list_params.reject_unknown(query, ("keep_current",))  # a misspelt one would end this one too
     keep = who.session if list_params.boolean(query, "keep_current") else None
     ctx = context(request)

@@ -28,7 +28,15 @@ from baas.auth.users import (
 from baas.context import AppContext
 from baas.db.errors import UniqueViolation
 from baas.db.pool import Executor
-from baas.errors import ApiError, Conflict, Forbidden, InvalidParameter, Unauthorized
+from baas.errors import (
+    ApiError,
+    Conflict,
+    Forbidden,
+    InvalidParameter,
+    Unauthorized,
+    ValidationFailed,
+    field_error,
+)
 from baas.records import service as records
 from baas.schema.auth_collection import AUTH_COLLECTION
 
@@ -303,7 +311,7 @@ async def sign_in_anonymously(ctx: AppContext, client: Client) -> dict[str, Any]
 
 
 async def refresh(ctx: AppContext, body: Any) -> dict[str, Any]:
-    token = _object(body).get("refresh_token")
+    token = _refresh_token(_object(body))
     try:
         tokens = await sessions.refresh(ctx.db, ctx.signer, ctx.box, ctx.runtime, token)
     except sessions.RefreshRefused as exc:
@@ -311,6 +319,22 @@ async def refresh(ctx: AppContext, body: Any) -> dict[str, Any]:
             await ctx.revoked.reload(ctx.db)
         raise
     return tokens.body(ctx.runtime["auth.access_token_ttl"])
+
+
+def _refresh_token(body: dict[str, Any]) -> str:
+    """The refresh token a refresh sends; 400 when it is missing or not a string (a string that
+    is no live token is the 401 `invalid_refresh_token`)."""
+    token = body.get("refresh_token")
+    wanted = "send the refresh_token that sign-in (or the last refresh) returned"
+    if token is None:
+        raise ValidationFailed(
+            {"refresh_token": field_error("required", f"the refresh token is missing: {wanted}")}
+        )
+    if not isinstance(token, str):
+        raise ValidationFailed(
+            {"refresh_token": field_error("invalid_type", f"must be a string: {wanted}")}
+        )
+    return token
 
 
 async def sign_out(ctx: AppContext, identity: Identity, body: Any) -> None:

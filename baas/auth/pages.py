@@ -19,7 +19,7 @@ from baas.auth import account
 from baas.auth.flows import LINK_PATHS
 from baas.context import AppContext
 from baas.errors import ApiError, ValidationFailed
-from baas.http.request import context
+from baas.http.request import context, query_params
 from baas.http.routing import route
 
 MAX_FORM_BYTES = 4096
@@ -49,7 +49,7 @@ class _Page:
     async def show(self, request: Request) -> Response:
         """GET (and HEAD): the form, spending nothing."""
         ctx = context(request)
-        token = request.query_params.get("token", "")
+        token = query_params(request).get("token", "")
         if not token:
             return self._render(ctx, message="This link is incomplete.", failed=True, status=400)
         return self._render(ctx, form=self.form, token=token)

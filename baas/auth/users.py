@@ -74,12 +74,33 @@ def check_password(
 def strong_password(
     password: Any, min_length: int, email: str | None, field: str = "password"
 ) -> str:
-    """The password, if it is acceptable; 400 validation_failed (weak_password) otherwise."""
+    """The password, if it is acceptable; 400 validation_failed otherwise: `required` when it
+    is missing, `invalid_type` when it is not text, `weak_password` when it is too weak."""
+    wanted = f"a string of at least {min_length} characters"
+    if password is None:
+        raise ValidationFailed(
+            {field: field_error("required", f"a password is required: send {field!r} as {wanted}")}
+        )
+    if not isinstance(password, str):
+        raise ValidationFailed(
+            {field: field_error("invalid_type", f"must be {wanted}, not {_json_kind(password)}")}
+        )
     problem = passwords.password_problem(password, min_length, email)
     if problem:
         raise ValidationFailed({field: field_error("weak_password", problem)})
     assert isinstance(password, str)
     return password
+
+
+def _json_kind(value: Any) -> str:
+    """What a JSON value is, in the words of JSON."""
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, list):
+        return "a list"
+    return "an object"
 
 
 async def by_email(ex: Executor, email: str) -> Any:

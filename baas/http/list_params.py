@@ -1,17 +1,46 @@
-"""Query-string parsing: bounded integers, booleans, sort specs, unknown keys.
+"""Query-string parsing: parameters given once, bounded integers, booleans, sort specs, unknown
+keys.
 
 Generic: no knowledge of collections. Each bad value is a 400 naming it (`invalid_parameter`,
-or `invalid_boolean` for a boolean that is not exactly `true` or `false`). Every boolean query
-parameter of the API is read by `boolean`.
+`invalid_boolean` for a boolean that is not exactly `true` or `false`, `repeated_parameter` for a
+parameter given twice). Every boolean query parameter of the API is read by `boolean`; every
+query string is read through `single_valued` (by `query_params` in baas/http/request.py).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 
 from baas.errors import InvalidParameter
 
 MAX_PARAM_LENGTH = 4096
+
+
+# What to send instead of a parameter given twice, for the ones a client may try to repeat.
+_ONCE_HINTS = {
+    "filter": "join the conditions with AND in one filter",
+    "sort": "list the fields in one sort, separated by commas",
+    "expand": "list the relations in one expand, separated by commas",
+    "fields": "list the fields in one fields, separated by commas",
+}
+
+
+def single_valued(items: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """The query string's (name, value) pairs as a mapping; a 400 `repeated_parameter` naming a
+    parameter given more than once (no parameter takes several values, and picking one of two
+    would answer a question the client did not ask)."""
+    out: dict[str, str] = {}
+    for name, value in items:
+        if name in out:
+            hint = _ONCE_HINTS.get(name, "keep the value you mean")
+            raise InvalidParameter(
+                f"the query parameter {name[:40]!r} is given more than once: send it once ({hint})",
+                code="repeated_parameter",
+                parameter=name[:40],
+            )
+        out[name] = value
+    return out
 
 
 def reject_unknown(query: Mapping[str, str], allowed: Iterable[str]) -> None:
@@ -23,15 +52,25 @@ def reject_unknown(query: Mapping[str, str], allowed: Iterable[str]) -> None:
         )
 
 
+_INTEGER = re.compile(r"[+-]?[0-9]{1,12}")
+
+
 def bounded_int(query: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    """An integer from `low` to `high`; a 400 naming the parameter, what was sent and the range
+    (a negative page is told it must be 1 or more, not that it is no whole number)."""
     raw = query.get(name)
     if raw is None:
         return default
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 12:
-        raise InvalidParameter(f"{name} must be a whole number", parameter=name)
+    if not _INTEGER.fullmatch(raw):
+        raise InvalidParameter(
+            f"{name} must be a whole number from {low} to {high}, not {raw[:40]!r}",
+            parameter=name,
+        )
     value = int(raw)
-    if not low <= value <= high:
-        raise InvalidParameter(f"{name} must be between {low} and {high}", parameter=name)
+    if value < low:
+        raise InvalidParameter(f"{name} must be {low} or more, not {value}", parameter=name)
+    if value > high:
+        raise InvalidParameter(f"{name} must be at most {high}, not {value}", parameter=name)
     return value
 
 

@@ -1,10 +1,11 @@
-"""Reading requests: the app context, the caller's identity, the request id and JSON bodies
-(parsed with exact integers)."""
+"""Reading requests: the app context, the caller's identity, the request id, the query string
+(each parameter once) and JSON bodies (parsed with exact integers)."""
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -14,6 +15,7 @@ from baas.auth.identity import ANONYMOUS, Identity
 from baas.auth.sessions import Client
 from baas.context import AppContext
 from baas.errors import MalformedJson, UnsupportedMediaType
+from baas.http import list_params
 
 
 def context(request: HTTPConnection) -> AppContext:
@@ -22,6 +24,12 @@ def context(request: HTTPConnection) -> AppContext:
 
 def identity(request: Request) -> Identity:
     return request.scope.get("baas.identity", ANONYMOUS)  # type: ignore[no-any-return]
+
+
+def query_params(request: HTTPConnection) -> Mapping[str, str]:
+    """The query string's parameters, each given at most once: the one way handlers read them
+    (a parameter given twice is a 400 `repeated_parameter`, never a silent choice)."""
+    return list_params.single_valued(request.query_params.multi_items())
 
 
 def request_id(request: Request) -> str | None:
@@ -62,31 +70,32 @@ async def read_json(request: Request) -> Any:
 _LONG_DIGITS = re.compile(rb"[0-9]{19}")
 
 
-def parse_json(body: bytes) -> Any:
+def parse_json(body: bytes, what: str = "the body") -> Any:
     """A JSON document as Python values, every number exactly as written (an integer as an int
     of any size, a number past a double's range as infinity), so that a value out of a field's
-    range is refused by the field, never rounded; MalformedJson (with position) if not JSON."""
+    range is refused by the field, never rounded; MalformedJson (with position) if not JSON.
+    `what` names the document in that error (a request body, a multipart form's JSON part)."""
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         if "infinity" in exc.msg:
-            return _exact(body)
+            return _exact(body, what)
         raise MalformedJson(
-            f"the body is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}",
+            f"{what} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}",
             line=exc.lineno,
             column=exc.colno,
         ) from None
     if _LONG_DIGITS.search(body):
-        return _exact(body)
+        return _exact(body, what)
     return value  # the common case: orjson's numbers are exact
 
 
-def _exact(body: bytes) -> Any:
+def _exact(body: bytes, what: str) -> Any:
     try:
         value = json.loads(body, parse_constant=_not_json)
         _check_text(value)
     except (ValueError, RecursionError) as exc:  # also past Python's 4300-digit integers
-        raise MalformedJson(f"the body is not valid JSON: {_reason(exc)}") from None
+        raise MalformedJson(f"{what} is not valid JSON: {_reason(exc)}") from None
     return value
 
 

@@ -8,7 +8,7 @@ from starlette.responses import Response
 
 from baas.errors import InvalidParameter
 from baas.http import list_params
-from baas.http.request import context, identity, read_json
+from baas.http.request import context, identity, query_params, read_json
 from baas.http.responses import json_response, no_content
 from baas.http.routing import route
 from baas.push import devices, outbox, service
@@ -25,7 +25,7 @@ async def register_device(request: Request) -> Response:
 
 
 async def list_devices(request: Request) -> Response:
-    q = request.query_params
+    q = query_params(request)
     list_params.reject_unknown(q, ("user_id", "install_id"))
     items = await devices.list_devices(
         context(request), identity(request), q.get("user_id"), q.get("install_id")
@@ -34,7 +34,7 @@ async def list_devices(request: Request) -> Response:
 
 
 async def delete_device(request: Request) -> Response:
-    q = request.query_params
+    q = query_params(request)
     list_params.reject_unknown(q, ("install_id",))
     await devices.unregister(
         context(request), identity(request), request.path_params["id"], q.get("install_id")
@@ -52,7 +52,7 @@ async def subscribe(request: Request) -> Response:
 
 
 async def my_topics(request: Request) -> Response:
-    q = request.query_params
+    q = query_params(request)
     list_params.reject_unknown(q, ("install_id",))
     return json_response(
         await devices.topics_of(context(request), identity(request), q.get("install_id"))
@@ -65,7 +65,7 @@ async def send(request: Request) -> Response:
 
 
 async def get_message(request: Request) -> Response:
-    list_params.reject_unknown(request.query_params, ())
+    list_params.reject_unknown(query_params(request), ())
     message = await service.message_status(
         context(request), request.path_params["id"], identity(request)
     )
@@ -74,7 +74,7 @@ async def get_message(request: Request) -> Response:
 
 async def message_deliveries(request: Request) -> Response:
     _admin(request)
-    q = request.query_params
+    q = query_params(request)
     list_params.reject_unknown(q, ("status", "after", "limit"))
     status = q.get("status")
     if status is not None and status not in DELIVERY_STATUSES:
@@ -97,7 +97,7 @@ async def cancel_message(request: Request) -> Response:
 
 async def list_outbox(request: Request) -> Response:
     _admin(request)
-    q = request.query_params
+    q = query_params(request)
     list_params.reject_unknown(q, ("user_id", "message_id", "before", "limit"))
     ids = {name: _id_param(q.get(name), name) for name in ("user_id", "message_id", "before")}
     limit = list_params.bounded_int(q, "limit", 50, 1, outbox.LIST_MAX)
@@ -109,7 +109,7 @@ async def list_outbox(request: Request) -> Response:
 
 async def get_outbox_entry(request: Request) -> Response:
     _admin(request)
-    list_params.reject_unknown(request.query_params, ())
+    list_params.reject_unknown(query_params(request), ())
     return json_response(await outbox.entry(context(request).db, request.path_params["id"]))
 
 

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from baas.http import list_params
-from baas.http.request import context, identity, read_json
+from baas.http.request import context, identity, query_params, read_json
 from baas.http.responses import json_response, no_content
 from baas.http.routing import route
 from baas.records import service
@@ -33,7 +33,7 @@ GET_PARAMS = ("expand", "fields")
 
 def _list_params(request: Request) -> ListParams:
     settings = context(request).settings
-    query = request.query_params
+    query = query_params(request)
     list_params.reject_unknown(query, LIST_PARAMS)
     return ListParams(
         page=list_params.bounded_int(query, "page", 1, 1, 10**9),
@@ -70,7 +70,7 @@ async def list_records(request: Request) -> Response:
 
 async def get_record(request: Request) -> Response:
     p = request.path_params
-    query = request.query_params
+    query = query_params(request)
     if query:
         list_params.reject_unknown(query, GET_PARAMS)
     record = await service.get_record(

@@ -179,7 +179,9 @@ def _sort_key(
         if f.private and not admin:
             raise _bad_sort(path, f"{name} is shown only to the account itself")
         if last:
-            if f.multiple or f.type in ("json", "file"):
+            if f.type in ("json", "file"):
+                raise _bad_sort(path, f"{f.type} fields cannot be sorted on: sort by another field")
+            if f.multiple:
                 raise _bad_sort(path, f"{f.type} fields with several values have no order")
             return sql.SortKey(path, descending, nullable or not f.not_null, field_kind(f))
         if f.type != "relation" or f.multiple:

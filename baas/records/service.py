@@ -297,12 +297,7 @@ _OPS = ("create", "update", "upsert", "delete")
 async def batch(ctx: AppContext, identity: Identity, body: Any) -> list[dict[str, Any]]:
     """Run up to `max_batch_operations` operations in one transaction: all or nothing.
     Each operation is checked against the caller's rules, as it would be alone."""
-    ops = body.get("operations") if isinstance(body, dict) else None
-    limit = ctx.settings.max_batch_operations
-    if not isinstance(ops, list) or not ops:
-        raise InvalidParameter('the body must be {"operations": [...]}', code="invalid_body")
-    if len(ops) > limit:
-        raise InvalidParameter(f"a batch holds at most {limit} operations", code="batch_too_large")
+    ops = _operations(body, ctx.settings.max_batch_operations)
     results = []
     async with ctx.db.transaction() as tx:
         for index, op in enumerate(ops):
@@ -312,6 +307,28 @@ async def batch(ctx: AppContext, identity: Identity, body: Any) -> list[dict[str
                 exc.details["operation"] = index
                 raise
     return results
+
+
+def _operations(body: Any, limit: int) -> list[Any]:
+    """The body's list of 1 to `limit` operations; a 400 saying what is wrong with it."""
+    shape = f'{{"operations": [...]}} with 1 to {limit} operations'
+    if not isinstance(body, dict):
+        raise InvalidParameter(f"the body must be a JSON object {shape}", code="invalid_body")
+    ops = body.get("operations")
+    if ops is None:
+        raise InvalidParameter(f'the body has no "operations": send {shape}', code="invalid_body")
+    if not isinstance(ops, list):
+        raise InvalidParameter(f'"operations" must be a list: send {shape}', code="invalid_body")
+    if not ops:
+        raise InvalidParameter(
+            f"the operations list is empty: send 1 to {limit} operations", code="invalid_body"
+        )
+    if len(ops) > limit:
+        raise InvalidParameter(
+            f"a batch holds at most {limit} operations, not {len(ops)}: split it",
+            code="batch_too_large",
+        )
+    return ops
 
 
 async def _run_op(ctx: AppContext, identity: Identity, tx: Executor, op: Any) -> dict[str, Any]:

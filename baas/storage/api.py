@@ -13,7 +13,7 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from baas.context import AppContext
 from baas.http import list_params
 from baas.http.ranges import byte_range, http_date, not_modified
-from baas.http.request import context, identity
+from baas.http.request import context, identity, query_params
 from baas.http.responses import json_response
 from baas.http.routing import route
 from baas.storage import download
@@ -33,7 +33,7 @@ async def file_token(request: Request) -> Response:
 
 async def get_file(request: Request) -> Response:
     ctx = context(request)
-    p, query = request.path_params, request.query_params
+    p, query = request.path_params, query_params(request)
     list_params.reject_unknown(query, DOWNLOAD_PARAMS)
     caller = download.identity_for(ctx, identity(request), query.get("token"))
     file = await download.find(ctx, caller, p["collection"], p["id"], p["name"])

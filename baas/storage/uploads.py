@@ -17,10 +17,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from baas.context import AppContext
 from baas.errors import MalformedJson, PayloadTooLarge, ValidationFailed, field_error
+from baas.http.request import parse_json
 from baas.records import service as records
 from baas.records.access import collection
 from baas.schema.models import Collection, Field
@@ -126,10 +125,7 @@ async def _read_field(
         chunks.append(event.chunk)
     raw = b"".join(chunks)
     if start.name == JSON_PART:
-        try:
-            values = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise MalformedJson(f"the {JSON_PART} part is not valid JSON: {exc}") from None
+        values = parse_json(raw, f"the {JSON_PART} part")
         if not isinstance(values, dict):
             raise MalformedJson(f"the {JSON_PART} part must hold a JSON object")
         form.body.update(values)
@@ -150,7 +146,8 @@ async def _read_field(
 
 
 def _form_value(f: Field | None, text: str, earlier: Any) -> Any:
-    """A plain form field's text as the JSON value its field expects (repeated names: a list)."""
+    """A plain form field's text as the JSON value its field expects (repeated names: a list),
+    numbers read exactly as a JSON body's are."""
     if f is None or f.type in (
         "text",
         "email",
@@ -164,8 +161,8 @@ def _form_value(f: Field | None, text: str, earlier: Any) -> Any:
         value: Any = text
     else:
         try:
-            value = orjson.loads(text)
-        except orjson.JSONDecodeError:
+            value = parse_json(text.encode(), f"the form field {f.name!r}")
+        except MalformedJson:
             value = text  # the field's validation says what is wrong with it
     if f is not None and f.multiple and f.type != "json":
         if isinstance(value, list):

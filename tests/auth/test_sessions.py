@@ -116,18 +116,24 @@ async def test_reuse_outside_the_grace_window_ends_the_session(
     await _alive(anon, other)  # only the replayed session ends
 
 
-async def test_unknown_or_malformed_refresh_tokens_are_401(anon: httpx.AsyncClient) -> None:
+async def test_unknown_or_malformed_refresh_tokens_are_401_missing_ones_400(
+    anon: httpx.AsyncClient,
+) -> None:
     for body in (
         {"refresh_token": "x" * 43},
         {"refresh_token": "short"},
         {"refresh_token": "x" * 5000},
-        {"refresh_token": 12345},
-        {"refresh_token": None},
-        {},
     ):
         response = await anon.post("/api/auth/refresh", json=body)
         assert response.status_code == 401, (body, response.text)
         assert _code(response) == "invalid_refresh_token"
+    for body in ({"refresh_token": 12345}, {"refresh_token": None}, {}):  # no token was sent
+        response = await anon.post("/api/auth/refresh", json=body)
+        assert response.status_code == 400, (body, response.text)
+        assert response.json()["error"]["fields"]["refresh_token"]["code"] in (
+            "required",
+            "invalid_type",
+        )
     for raw in ("[]", '"a string"', "not json"):
         response = await anon.post(
             "/api/auth/refresh", content=raw, headers={"content-type": "application/json"}

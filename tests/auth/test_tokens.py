@@ -615,7 +615,7 @@ async def test_every_refused_refresh_token_gets_one_message(
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="baas.auth")
     answers = set()
-    for token, reason in (("r" * 43, "unknown"), ("abc", "malformed"), (None, "malformed")):
+    for token, reason in (("r" * 43, "unknown"), ("abc", "malformed")):
         caplog.clear()
         response = await anon.post("/api/auth/refresh", json={"refresh_token": token})
         assert response.status_code == 401, response.text

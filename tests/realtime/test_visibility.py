@@ -287,3 +287,33 @@ async def test_bad_fields_and_expand_are_refused(live: Live) -> None:
     ):
         await ws.send({"type": "subscribe", "id": f"s{i}", "collection": "books", **options})
         await ws.error("invalid_parameter", id=f"s{i}")
+
+
+async def test_wide_records_and_their_expansions_reach_subscribers(live: Live) -> None:
+    """Records with more fields than a PostgreSQL function takes arguments, and an expanded wide
+    users record, arrive as REST shows them."""
+    wide = {f"f{i:02d}": ("text", "integer", "datetime")[i % 3] for i in range(70)}
+    values = {f"f{i:02d}": ("t", i, "2026-01-02T03:04:05.000000Z")[i % 3] for i in range(70)}
+    await live.apply(
+        {
+            "collections": {
+                "users": {
+                    "fields": wide,
+                    "rules": {"list": "", "view": "", "create": "", "update": "id = auth.id"},
+                },
+                "things": {
+                    "fields": {**wide, "owner": {"type": "relation", "collection": "users"}},
+                    "rules": {"list": "", "view": ""},
+                },
+            }
+        }
+    )
+    owner = await live.user("wide")
+    await live.update("users", owner.id, values, owner.headers)
+    ws = await live.connect()
+    await live.settle(ws)
+    await ws.subscribe("t", "things", expand="owner")
+    thing = await live.create("things", {**values, "owner": owner.id})
+    [created] = await ws.changes(1)
+    assert created["record"] == await live.get("things", thing["id"], ANON, expand="owner")
+    assert {k: created["record"]["expand"]["owner"][k] for k in values} == values

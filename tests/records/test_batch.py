@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -137,15 +138,21 @@ async def test_the_batch_size_limit(module_admin, schema):
     too_many = await module_admin.post(BATCH, json={"operations": [*full, create({"title": "x"})]})
     assert too_many.status_code == 400
     assert too_many.json()["error"]["code"] == "batch_too_large"
+    assert "at most 100 operations, not 101" in too_many.json()["error"]["message"]
     assert await total(module_admin) == before
+
+
+def says(*parts: str) -> Callable[[str], bool]:
+    """A message that holds each of `parts`."""
+    return lambda message: all(part in message for part in parts)
 
 
 MISSING = "0190f5a0-8c1e-7d2b-9f3a-1c2d3e4f5a6b"
 MALFORMED = [
     Case("array body", "POST", BATCH, [create({"title": "x"})], 400, error("invalid_body")),
-    Case("no operations key", "POST", BATCH, {"ops": []}, 400, error("invalid_body")),
-    Case("empty operations", "POST", BATCH, {"operations": []}, 400, error("invalid_body")),
-    Case("operations not a list", "POST", BATCH, {"operations": {"op": "create"}}, 400, error("invalid_body")),
+    Case("no operations key", "POST", BATCH, {"ops": []}, 400, {"error": {"code": "invalid_body", "message": says('has no "operations"')}}),
+    Case("empty operations", "POST", BATCH, {"operations": []}, 400, {"error": {"code": "invalid_body", "message": says("the operations list is empty", "1 to 100 operations")}}),
+    Case("operations not a list", "POST", BATCH, {"operations": {"op": "create"}}, 400, {"error": {"code": "invalid_body", "message": says('"operations" must be a list')}}),
     Case("operation not an object", "POST", BATCH, {"operations": ["create"]}, 400, {"error": {"code": "invalid_operation", "operation": 0}}),
     Case("unknown op", "POST", BATCH, {"operations": [{"op": "drop", "collection": "posts"}]}, 400, error("invalid_operation")),
     Case("op missing", "POST", BATCH, {"operations": [{"collection": "posts", "body": {}}]}, 400, error("invalid_operation")),

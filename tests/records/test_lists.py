@@ -21,6 +21,7 @@ SCHEMA = {
                 "score": {"type": "number", "nullable": False, "default": 0},
                 "tags": {"type": "select", "values": ["a", "b"], "multiple": True},
                 "meta": "json",
+                "image": "file",
                 "secret": {"type": "text", "hidden": True},
             }
         }
@@ -175,7 +176,9 @@ LIST_ERRORS = [
     Case("per_page unicode digits", "GET", URL + "?per_page=%D9%A3", status=400, expect=error("invalid_parameter")),
     Case("per_page huge", "GET", URL + "?per_page=" + "9" * 40, status=400, expect=error("invalid_parameter")),
     Case("page zero", "GET", URL + "?page=0", status=400, expect={"error": {"code": "invalid_parameter", "parameter": "page"}}),
-    Case("page fraction", "GET", URL + "?page=1.5", status=400, expect=error("invalid_parameter")),
+    Case("page fraction", "GET", URL + "?page=1.5", status=400, expect={"error": {"code": "invalid_parameter", "message": "page must be a whole number from 1 to 1000000000, not '1.5'"}}),
+    Case("page negative", "GET", URL + "?page=-1", status=400, expect={"error": {"code": "invalid_parameter", "parameter": "page", "message": "page must be 1 or more, not -1"}}),
+    Case("per_page too large says the most", "GET", URL + "?per_page=501", status=400, expect={"error": {"message": "per_page must be at most 500, not 501"}}),
     Case("page beyond max_offset", "GET", URL + "?page=202&per_page=500", status=400, expect={"error": {"code": "invalid_parameter", "parameter": "page"}}),
     Case("page just within max_offset", "GET", URL + "?page=201&per_page=500", status=200, expect={"items": [], "total": COUNT}),
     Case("page at the max_offset", "GET", URL + "?page=3334", status=200, expect={"items": [], "page": 3334}),
@@ -191,6 +194,8 @@ LIST_ERRORS = [
     Case("sort by hidden field", "GET", URL + "?sort=secret", status=400, expect=error("invalid_parameter")),
     Case("sort by multi-valued field", "GET", URL + "?sort=tags", status=400, expect=error("invalid_parameter")),
     Case("sort by json field", "GET", URL + "?sort=-meta", status=400, expect=error("invalid_parameter")),
+    Case("sort by a single file field", "GET", URL + "?sort=image", status=400, expect={"error": {"code": "invalid_parameter", "parameter": "sort", "message": "cannot sort by 'image': file fields cannot be sorted on: sort by another field"}}),
+    Case("sort by multi-valued field says so", "GET", URL + "?sort=tags", status=400, expect={"error": {"message": "cannot sort by 'tags': select fields with several values have no order"}}),
     Case("sort with an empty name", "GET", URL + "?sort=title,,views", status=400, expect=error("invalid_parameter")),
     Case("sort by a lone minus", "GET", URL + "?sort=-", status=400, expect=error("invalid_parameter")),
     Case("sort by too many fields", "GET", URL + "?sort=title,views,score,id,created,updated", status=400, expect=error("invalid_parameter")),

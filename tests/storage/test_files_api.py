@@ -422,3 +422,35 @@ async def test_json_writes_cannot_invent_file_names(docs: httpx.AsyncClient) -> 
     answer = await docs.post("/api/collections/docs/records", json={"photo": "x_abcdefghij.png"})
     assert answer.status_code == 400
     assert answer.json()["error"]["fields"]["photo"]["code"] == "file_not_found"
+
+
+@pytest.mark.parametrize(
+    "number", ["-9223372036854775809", "18446744073709551616", "1e400", "1" + "0" * 30]
+)
+async def test_numbers_in_a_form_are_read_exactly_as_in_a_json_body(
+    docs: httpx.AsyncClient, number: str
+) -> None:
+    """A number past a double's precision or range is refused by its field, by name, whether it
+    comes in a JSON body, a form's @json part or a plain form field: never rounded first."""
+    raw = f'{{"title": "t", "views": {number}}}'.encode()
+    headers = {"content-type": "application/json"}
+    as_json = await docs.post("/api/collections/docs/records", content=raw, headers=headers)
+    as_part = await docs.post(
+        "/api/collections/docs/records", files=[("@json", ("", raw, "application/json"))]
+    )
+    as_field = await create(docs, [("photo", ("p.png", png(), "image/png"))], views=number)
+    for answer in (as_json, as_part, as_field):
+        assert answer.status_code == 400, answer.text
+        error = answer.json()["error"]
+        assert error["code"] == "validation_failed", error
+        assert error["fields"]["views"] == as_json.json()["error"]["fields"]["views"], error
+
+
+async def test_a_malformed_json_part_says_which_part(docs: httpx.AsyncClient) -> None:
+    files = [("@json", ("", b'{"title": }', "application/json"))]
+    answer = await docs.post("/api/collections/docs/records", files=files)
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "malformed_json"
+    assert error["message"].startswith("the @json part is not valid JSON")
+    assert (error["line"], error["column"]) == (1, 11)
