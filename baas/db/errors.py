@@ -29,6 +29,7 @@ from baas.errors import (
 )
 
 RULE_DENIED = "BA403"  # raised by baas.check_rule() (system migration 0002)
+RELATION_HIDDEN = "BA404"  # raised by baas.check_relation() (system migration 0011)
 
 
 class DatabaseError(ApiError):
@@ -157,6 +158,8 @@ def _from_postgres(exc: asyncpg.PostgresError) -> ApiError | UnexpectedDatabaseE
         return UniqueViolation("a record with this value already exists", **names)
     if state == "23503":
         return ForeignKeyViolation("a related record is missing or still referenced", **names)
+    if state == RELATION_HIDDEN:  # a target the caller may not view: as if it were missing
+        return ForeignKeyViolation("a related record is missing", **names)
     if state == "23502":
         return NotNullViolation("a required value is missing", **names)
     if state == "23514":

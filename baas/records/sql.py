@@ -1,7 +1,9 @@
 """SQL for records: ONE statement per operation, with the access rule inside it.
 
 Reads AND the rule (and the client's filter) into their WHERE; writes evaluate the rule on the row
-as written, in the same statement (`baas.check_rule` raises and the write never happens). Each
+as written, in the same statement (`baas.check_rule` raises and the write never happens), after
+checking that the caller may view every record the row newly points to (`baas.check_relation`
+raises, answered as a missing target). Each
 statement is a tree rendered once per shape and kept in the schema cache; its values are named
 arguments (`id`, `v.<field>`, `auth.id`, `body.<field>`, `limit`, `cursor.<n>`, ...).
 """
@@ -155,12 +157,106 @@ def _cte(name: str, query: exp.Expression) -> exp.CTE:
     return exp.CTE(this=query, alias=exp.TableAlias(this=ident(name)))
 
 
-def _checked(b: _Build, rule: exp.Expression | None) -> list[exp.Expression]:
-    """`baas.check_rule(rule)` as an extra output column, when there is a rule to check."""
-    if rule is None:
+def _checked(
+    b: _Build, rule: exp.Expression | None, relations: list[exp.Expression] | None = None
+) -> list[exp.Expression]:
+    """The written row's checks as one extra output column `_ok`, when there is something to
+    check: its relation targets first (`_relations_visible`: a missing target fails there as a
+    hidden one does, so both answer alike whatever the rule says), then `baas.check_rule(rule)`.
+    CASE fixes that order (the operands of AND may be evaluated in any order)."""
+    checks = list(relations or [])
+    if rule is not None:
+        checks.append(exp.Anonymous(this="baas.check_rule", expressions=[group(rule)]))
+    if not checks:
         return []
-    call = exp.Anonymous(this="baas.check_rule", expressions=[group(rule)])
-    return [named(call, "_ok", quoted=True)]
+    node = checks[-1]
+    for check in reversed(checks[:-1]):
+        node = exp.Case(ifs=[exp.If(this=check, true=node)])
+    return [named(node, "_ok", quoted=True)]
+
+
+_TARGET = "RT"  # upper case: no field-derived alias has it
+_LISTED = "RL"
+
+
+def _relations_visible(
+    b: _Build, names: tuple[str, ...], alias: str, updating: bool
+) -> list[exp.Expression]:
+    """For each relation field written (`names`), `baas.check_relation(ok, field)`: every record
+    the row `alias` points to through it is one the caller may view (its collection's view
+    rule), or (`updating`) was pointed to already. A target the caller may not view must answer
+    as a missing one (400 relation_not_found), or a create could probe for records it cannot
+    see, and link to them. Nothing to check for admins, or a target whose view rule is public
+    (the foreign key, or the multi-relation trigger, checks that the target exists)."""
+    visible = engine.related_condition(
+        b.schema, "view", b.p, b.limits, auth_id=b.auth_id, admin=b.admin
+    )
+    if visible is None:
+        return []
+    checks: list[exp.Expression] = []
+    for name in names:
+        f = b.c.field(name)
+        target = b.schema.collection(f.collection or "") if f and f.type == "relation" else None
+        if f is None or target is None:
+            continue
+        condition = visible(target, _TARGET)
+        if condition is None:
+            continue
+        ok = _targets_visible(b, f.name, f.multiple, target, condition, alias, updating)
+        checks.append(
+            exp.Anonymous(
+                this="baas.check_relation", expressions=[group(ok), exp.Literal.string(f.name)]
+            )
+        )
+    return checks
+
+
+def _targets_visible(
+    b: _Build,
+    name: str,
+    multiple: bool,
+    target: Collection,
+    condition: exp.Expression,
+    alias: str,
+    updating: bool,
+) -> exp.Expression:
+    def shown(target_id: exp.Expression) -> exp.Expression:
+        found = exp.EQ(this=column("id", _TARGET), expression=target_id)
+        query = exp.select(exp.Literal.number(1)).from_(aliased(target, _TARGET))
+        return exp.Exists(this=query.where(all_of(found, condition.copy())))
+
+    # Read in the outer statement, the table still holds the row as it was before the write.
+    before = exp.Subquery(
+        this=exp.select(column(name, "PRIOR"))
+        .from_(aliased(b.c, "PRIOR"))
+        .where(exp.EQ(this=column("id", "PRIOR"), expression=column("id", alias)))
+    )
+    written = column(name, alias)
+    if not multiple:
+        kept = [exp.NullSafeEQ(this=written, expression=before)] if updating else []
+        unset = exp.Is(this=written.copy(), expression=exp.Null())
+        return _any_of(unset, *kept, shown(written.copy()))
+    listed = column("id", _LISTED)
+    hidden: exp.Expression = exp.Not(this=shown(listed))
+    if updating:
+        # A scalar array, not ANY (subquery), which would compare with each row of it.
+        ids = exp.Cast(this=before, to=exp.DataType.build("UUID[]", dialect="postgres"))
+        had = exp.EQ(this=listed.copy(), expression=exp.Any(this=exp.Paren(this=ids)))
+        hidden = all_of(exp.Not(this=exp.Coalesce(this=had, expressions=[exp.false()])), hidden)
+    unnested = exp.Unnest(
+        expressions=[written],
+        alias=exp.TableAlias(this=ident(_LISTED), columns=[ident("id")]),
+    )
+    return exp.Not(
+        this=exp.Exists(this=exp.select(exp.Literal.number(1)).from_(unnested).where(hidden))
+    )
+
+
+def _any_of(*conditions: exp.Expression) -> exp.Expression:
+    result = group(conditions[0])
+    for condition in conditions[1:]:
+        result = exp.Or(this=result, expression=group(condition))
+    return result
 
 
 # -- reads ----------------------------------------------------------------------------------------
@@ -320,11 +416,13 @@ def insert(
     def build() -> Compiled:
         b = _Build(cache, limits, c, admin)
         rule = b.rule("create", ALIAS)
+        relations = _relations_visible(b, names, ALIAS, updating=False)
         ins = _insert(c, names, b.p)
-        if rule is None:
+        if rule is None and not relations:
             return b.compile(_returning(ins, b.outputs(None, ReadShape())))
         _returning(ins, [exp.Star()])
-        q = exp.select(*b.outputs(ALIAS, ReadShape()), *_checked(b, rule)).from_(ALIAS)
+        checks = _checked(b, rule, relations)
+        q = exp.select(*b.outputs(ALIAS, ReadShape()), *checks).from_(ALIAS)
         q.set("with_", exp.With(expressions=[_cte(ALIAS, ins)]))
         return b.compile(q)
 
@@ -346,11 +444,13 @@ def update(
             expressions=sets,
             where=exp.Where(this=all_of(_id_eq(b, "cur"), before)),
         )
-        if before is None:
+        relations = _relations_visible(b, names, ALIAS, updating=True)
+        if before is None and not relations:
             return b.compile(_returning(upd, b.outputs("cur", ReadShape())))
         _returning(upd, [exp.Column(this=exp.Star(), table=ident("cur"))])
         after = b.rule("update", ALIAS)
-        q = exp.select(*b.outputs(ALIAS, ReadShape()), *_checked(b, after)).from_(ALIAS)
+        checks = _checked(b, after, relations)
+        q = exp.select(*b.outputs(ALIAS, ReadShape()), *checks).from_(ALIAS)
         q.set("with_", exp.With(expressions=[_cte(ALIAS, upd)]))
         return b.compile(q)
 
@@ -405,8 +505,14 @@ def upsert(
         )
         _returning(insert_new, [exp.Star()])
         # Both branches of the UNION end with a rule check (TRUE where the rule is public).
-        checks = [b.rule("update", "u"), b.rule("create", "i")]
-        okays = [_checked(b, rule) or [named(exp.true(), "_ok", quoted=True)] for rule in checks]
+        checks = [
+            (b.rule("update", "u"), _relations_visible(b, names, "u", updating=True)),
+            (b.rule("create", "i"), _relations_visible(b, names, "i", updating=False)),
+        ]
+        okays = [
+            _checked(b, rule, relations) or [named(exp.true(), "_ok", quoted=True)]
+            for rule, relations in checks
+        ]
         updated = exp.select(
             *b.outputs("u", ReadShape()), named(exp.false(), INSERTED, quoted=True), *okays[0]
         ).from_("u")

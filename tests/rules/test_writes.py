@@ -98,9 +98,10 @@ def table(rows: list[Write]) -> Any:
 DENIED = (403, "rule_denied")
 FORBIDDEN = (403, "forbidden")
 NOT_FOUND = (404, "record_not_found")
+HIDDEN_TARGET = (400, "validation_failed")  # relation_not_found: a target the caller cannot view
 TITLE = {"title": "changed"}
 CREATES = [
-    Write("anon", "POST", "posts", None, {"title": "t", "author": Ref("A")}, *DENIED),
+    Write("anon", "POST", "posts", None, {"title": "t", "author": Ref("A")}, *HIDDEN_TARGET),  # anon views no user
     Write("A", "POST", "posts", None, {"title": "t", "author": Ref("A")}, 201),
     Write("A", "POST", "posts", None, {"title": "t", "author": Ref("A"), "published": True}, 201),
     Write("A", "POST", "posts", None, {"title": "t", "author": Ref("B")}, *DENIED),
@@ -111,10 +112,10 @@ CREATES = [
     Write("B", "POST", "comments", None, {"text": "x", "post": Ref("a_pub"), "author": Ref("B")}, 201),
     Write("B", "POST", "comments", None, {"text": "x", "post": Ref("b_draft"), "author": Ref("B")}, 201),
     Write("A", "POST", "comments", None, {"text": "x", "post": Ref("a_draft"), "author": Ref("A")}, 201),
-    Write("B", "POST", "comments", None, {"text": "x", "post": Ref("a_draft"), "author": Ref("B")}, *DENIED),
-    Write("M", "POST", "comments", None, {"text": "x", "post": Ref("b_draft"), "author": Ref("M")}, *DENIED),
+    Write("B", "POST", "comments", None, {"text": "x", "post": Ref("a_draft"), "author": Ref("B")}, *HIDDEN_TARGET),
+    Write("M", "POST", "comments", None, {"text": "x", "post": Ref("b_draft"), "author": Ref("M")}, *HIDDEN_TARGET),
     Write("B", "POST", "comments", None, {"text": "x", "post": Ref("a_pub"), "author": Ref("A")}, *DENIED),
-    Write("anon", "POST", "comments", None, {"text": "x", "post": Ref("a_pub"), "author": Ref("A")}, *DENIED),
+    Write("anon", "POST", "comments", None, {"text": "x", "post": Ref("a_pub"), "author": Ref("A")}, *HIDDEN_TARGET),
     Write(SERVICE, "POST", "comments", None, {"text": "x", "post": Ref("a_draft"), "author": Ref("M")}, 201),
 ]  # fmt: skip
 
@@ -135,7 +136,7 @@ UPDATES = [
     Write(SERVICE, "PATCH", "posts", "post:A:draft", {"author": Ref("B")}),
     Write("B", "PATCH", "comments", "comment:B:a_pub", {"text": "edited"}),
     Write("B", "PATCH", "comments", "comment:B:a_pub", {"post": Ref("b_draft")}),
-    Write("B", "PATCH", "comments", "comment:B:a_pub", {"post": Ref("a_draft")}, *DENIED),
+    Write("B", "PATCH", "comments", "comment:B:a_pub", {"post": Ref("a_draft")}, *HIDDEN_TARGET),
     Write("B", "PATCH", "comments", "comment:B:a_pub", {"author": Ref("A")}, *DENIED),
     Write("A", "PATCH", "comments", "comment:B:a_pub", {"text": "edited"}, *NOT_FOUND),
     Write("B", "PATCH", "comments", "comment:B:a_draft", {"text": "edited"}, *NOT_FOUND),
@@ -164,11 +165,11 @@ UPSERTS = [
     Write("anon", "PUT", "posts", "post:A:pub", TITLE, *NOT_FOUND),
     Write("A", "PUT", "posts", "new", {"title": "t", "author": Ref("A")}, 201),
     Write("A", "PUT", "posts", "new", {"title": "t", "author": Ref("B")}, *DENIED),
-    Write("anon", "PUT", "posts", "new", {"title": "t", "author": Ref("A")}, *DENIED),
+    Write("anon", "PUT", "posts", "new", {"title": "t", "author": Ref("A")}, *HIDDEN_TARGET),
     Write(SERVICE, "PUT", "posts", "new", {"title": "t", "author": Ref("M")}, 201),
     Write(SERVICE, "PUT", "posts", "post:A:draft", {"author": Ref("B")}),
     Write("A", "PUT", "notes", "note:A", {"owner": Ref("B")}, *DENIED),
-    Write("B", "PUT", "comments", "new", {"text": "x", "post": Ref("a_draft"), "author": Ref("B")}, *DENIED),
+    Write("B", "PUT", "comments", "new", {"text": "x", "post": Ref("a_draft"), "author": Ref("B")}, *HIDDEN_TARGET),
     Write("B", "PUT", "comments", "new", {"text": "x", "post": Ref("a_pub"), "author": Ref("B")}, 201),
     Write("B", "PUT", "comments", "comment:B:a_pub", {"text": "edited"}),
     Write("A", "PUT", "comments", "comment:B:a_pub", {"text": "edited"}, *NOT_FOUND),
@@ -431,7 +432,7 @@ BATCHES = [
     Batch("B comments on a visible then a hidden post", "B", [
         create("comments", id=Ref("x"), text="x", post=Ref("a_pub"), author=Ref("B")),
         create("comments", id=Ref("y"), text="y", post=Ref("a_draft"), author=Ref("B")),
-    ], *DENIED, 1),
+    ], *HIDDEN_TARGET, 1),
     Batch("B edits own post then hands it to A", "B", [
         op("update", "posts", Ref("b_pub"), title="changed"),
         op("update", "posts", Ref("b_pub"), author=Ref("A")),
@@ -446,7 +447,7 @@ BATCHES = [
     ], *NOT_FOUND, 1),
     Batch("anonymous comment", "anon", [
         create("comments", id=Ref("x"), text="x", post=Ref("a_pub"), author=Ref("A")),
-    ], *DENIED, 0),
+    ], *HIDDEN_TARGET, 0),
 ]  # fmt: skip
 
 
@@ -505,21 +506,86 @@ async def test_a_batch_of_allowed_operations_commits(blog):
     assert draft is not None and draft["title"] == "renamed"
 
 
-@pytest.mark.parametrize("method", ["POST", "PATCH"])
-async def test_a_hidden_parent_answers_like_a_missing_one(blog, method):
-    """comments' create and update rules read the parent post, so pointing a comment at A's
-    draft is refused exactly like pointing it at no post at all (not 400 relation_not_found)."""
+@pytest.mark.parametrize("method", ["POST", "PATCH", "PUT"])
+@pytest.mark.parametrize("who", ["B", "M"])
+async def test_a_hidden_parent_answers_like_a_missing_one(blog, method, who):
+    """Pointing a comment at a post the caller cannot view (A's draft) is answered exactly like
+    pointing it at no post at all: 400 relation_not_found, whatever the create and update rules
+    say (so nobody learns that the draft exists, nor comments on it)."""
     answers = []
     for parent in (IDS["a_draft"], MISSING):
-        _, rid = await make(blog, "comment:B:a_pub")
+        _, rid = await make(blog, f"comment:{who}:a_pub")
         before = await admin_get(blog, "comments", rid)
-        body = {"post": parent}
+        body: dict[str, Any] = {"post": parent}
+        path = url("comments", rid)
         if method == "POST":
-            body, path = {"text": "x", "author": IDS["B"], **body}, url("comments")
-        else:
-            path = url("comments", rid)
-        response = await call(blog, "B", method, path, json=body)
+            body, path = {"text": "x", "author": IDS[who], **body}, url("comments")
+        response = await call(blog, who, method, path, json=body)
         answers.append(without_request_id(response))
         assert await admin_get(blog, "comments", rid) == before
     assert answers[0] == answers[1]
-    assert answers[0][0] == 403 and answers[0][2]["error"]["code"] == "rule_denied"
+    status, _, error = answers[0]
+    assert (status, error["error"]["code"]) == (400, "validation_failed")
+    assert error["error"]["fields"] == {
+        "post": {"code": "relation_not_found", "message": "points to a record that does not exist"}
+    }
+
+
+async def test_a_hidden_target_in_a_list_answers_like_a_missing_one(blog):
+    """see_also (posts -> posts, several): one id of a post B cannot view, among visible ones,
+    is answered as one missing id; B's own draft, visible to B, is linked."""
+    _, mine = await make(blog, "post:B:pub")
+    _, draft = await make(blog, "post:B:draft")
+    answers = []
+    for other in (IDS["a_draft"], MISSING):
+        body = {"see_also": [IDS["a_pub"], other]}
+        response = await call(blog, "B", "PATCH", url("posts", mine), json=body)
+        answers.append(without_request_id(response))
+    assert answers[0] == answers[1]
+    assert answers[0][2]["error"]["fields"]["see_also"]["code"] == "relation_not_found"
+    linked = await call(
+        blog, "B", "PATCH", url("posts", mine), json={"see_also": [IDS["a_pub"], draft]}
+    )
+    assert linked.status_code == 200, linked.text
+    assert linked.json()["see_also"] == [IDS["a_pub"], draft]
+
+
+async def test_a_link_made_while_visible_survives_other_changes(blog):
+    """A link is checked when it is made: once its target is hidden from the caller (A
+    unpublishes the post B linked to), B still edits the record, and may send the same links
+    again; only a new target is checked."""
+    _, theirs = await make(blog, "post:A:pub")
+    _, mine = await make(blog, "post:B:pub")
+    linked = await call(blog, "B", "PATCH", url("posts", mine), json={"see_also": [theirs]})
+    assert linked.status_code == 200, linked.text
+    hidden = await call(blog, SERVICE, "PATCH", url("posts", theirs), json={"published": False})
+    assert hidden.status_code == 200, hidden.text
+    for body in ({"title": "edited"}, {"see_also": [theirs]}):
+        response = await call(blog, "B", "PATCH", url("posts", mine), json=body)
+        assert response.status_code == 200, (body, response.text)
+        assert response.json()["see_also"] == [theirs]
+    again = await call(
+        blog, "B", "PATCH", url("posts", mine), json={"see_also": [theirs, IDS["a_draft"]]}
+    )
+    assert again.status_code == 400, again.text
+    assert again.json()["error"]["fields"]["see_also"]["code"] == "relation_not_found"
+    put = await call(blog, "B", "PUT", url("posts", mine), json={"see_also": [theirs]})
+    assert put.status_code == 200, put.text
+
+
+async def test_expand_shows_a_hidden_target_as_a_missing_one(blog):
+    """In `expand`, a related record the caller cannot view is what a deleted one is: absent
+    from a list, null for a single relation."""
+    _, gone = await make(blog, "post:B:pub")
+    _, mine = await make(blog, "post:B:pub")
+    body = {"see_also": [IDS["a_pub2"], IDS["a_draft"], gone]}
+    assert (await call(blog, SERVICE, "PATCH", url("posts", mine), json=body)).status_code == 200
+    assert (await call(blog, SERVICE, "DELETE", url("posts", gone))).status_code == 204
+    seen = await call(blog, "B", "GET", url("posts", mine), params={"expand": "see_also"})
+    assert seen.status_code == 200, seen.text
+    assert seen.json()["see_also"] == [IDS["a_pub2"], IDS["a_draft"]]  # the record's own value
+    assert [p["id"] for p in seen.json()["expand"]["see_also"]] == [IDS["a_pub2"]]
+    _, comment = await make(blog, "comment:B:a_draft")
+    seen = await call(blog, "B", "GET", url("comments", comment), params={"expand": "post"})
+    assert seen.status_code == 200, seen.text
+    assert seen.json()["expand"] == {"post": None}
