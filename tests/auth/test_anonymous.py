@@ -130,7 +130,10 @@ async def test_an_anonymous_user_owns_records(enabled: httpx.AsyncClient) -> Non
         json={"text": "x", "owner": guest["user"]["id"]},
         headers=bearer(other),
     )
-    assert stolen.status_code == 403, stolen.text
+    # another's account is not one `other` may view: as if it did not exist
+    assert stolen.status_code == 400, stolen.text
+    assert stolen.json()["error"]["fields"]["owner"]["code"] == "relation_not_found"
+    assert await notes(enabled, bearer(guest)) == [note]
 
 
 # -- upgrading with a password -----------------------------------------------------------------

@@ -18,7 +18,10 @@ from tests.push.fcm_server import FakeFcm
 
 SCHEMA: dict[str, Any] = {
     "collections": {
-        "users": {"fields": {"team": "text"}},
+        "users": {  # others' accounts are viewable: messages name their recipient
+            "fields": {"team": "text"},
+            "rules": {"list": "id = auth.id", "view": "", "create": "", "update": "id = auth.id"},
+        },
         "messages": {
             "fields": {
                 "text": "text",

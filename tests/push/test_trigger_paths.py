@@ -19,6 +19,7 @@ SCHEMA: dict[str, Any] = {
                 "name": "text",
                 "owners": {"type": "relation", "collection": "users", "multiple": True},
             },
+            "rules": {"view": ""},  # posts link to blogs: their writers must see them
         },
         "posts": {
             "fields": {

@@ -248,8 +248,9 @@ async def test_protected_files_need_the_view_rule_or_a_file_token(
 ) -> None:
     alice = await sign_up(anon, "alice@example.com")
     bob = await sign_up(anon, "bob@example.com")
-    created = await anon.post(
+    created = await anon.post(  # as alice: a user links only to accounts they may view
         "/api/collections/docs/records",
+        headers=alice.headers,
         data={"owner": alice.id, "title": "mine"},
         files=[
             ("secret", ("notes.txt", b"for alice only", "text/plain")),
@@ -289,9 +290,11 @@ async def test_file_tokens_expire_and_end_with_the_session(
     alice = await sign_up(anon, "alice@example.com")
     created = await anon.post(
         "/api/collections/docs/records",
+        headers=alice.headers,
         data={"owner": alice.id},
         files=[("secret", ("notes.txt", b"for alice only", "text/plain"))],
     )
+    assert created.status_code == 201, created.text
     record = created.json()
     secret = url(record, record["secret"])
     claims = jwt.decode(alice.tokens["access_token"], options={"verify_signature": False})
