@@ -1,7 +1,8 @@
 """Record services: get, create, update, upsert, delete and batch, one statement each, rules inside.
 
-These functions serve REST, the admin console, the CLI and (later) realtime alike. They take plain
-values and an `Identity`, and return plain dicts; database errors come back explained per field.
+These functions serve REST, files (`storage/`) and the auth flows (the users collection) alike.
+They take plain values and an `Identity`, and return plain dicts; database errors come back
+explained per field.
 A record that exists but fails the caller's rule answers 404 exactly like a missing one.
 """
 
