@@ -35,8 +35,9 @@ from baas.records import sql
 from baas.records.access import authorize, bind_auth, collection, query_limits
 from baas.records.listing import ListParams, Page, list_records
 from baas.records.shape import DEFAULT, is_plain, read_shape, to_record
-from baas.records.validation import record_id, validate_create, validate_update
+from baas.records.validation import validate_create, validate_update
 from baas.schema.auth_collection import AUTH_COLLECTION
+from baas.schema.ids import record_id
 from baas.schema.models import Collection
 
 UPSERT_ATTEMPTS = 3
