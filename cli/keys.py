@@ -6,7 +6,7 @@ import typer
 
 from baas.auth import keys as key_service
 from baas.errors import InvalidParameter, NotFound
-from baas.records.validation import record_id
+from baas.schema.ids import record_id
 from cli.runtime import fail, load_settings, run_with_db
 
 app = typer.Typer(help="Service API keys for servers and CI.", no_args_is_help=True)

@@ -13,8 +13,8 @@ from baas.push import devices as device_service
 from baas.push import outbox as outbox_service
 from baas.push import service
 from baas.push.apps import DEV_APPS
-from baas.records.validation import record_id
 from baas.runtime_settings import update as update_settings
+from baas.schema.ids import record_id
 from cli.runtime import load_settings, operator, run_with_context
 
 app = typer.Typer(

@@ -18,9 +18,9 @@ from baas.http.request import context, identity, query_params, read_json
 from baas.http.responses import json_response, no_content
 from baas.http.routing import route
 from baas.jobs import queue
-from baas.records.validation import record_id
 from baas.schema import service as schema_service
 from baas.schema.document import to_document
+from baas.schema.ids import record_id
 
 
 def require_admin(request: Request) -> Identity:

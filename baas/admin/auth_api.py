@@ -13,8 +13,8 @@ from baas.http import list_params
 from baas.http.request import context, query_params, read_json
 from baas.http.responses import json_response, no_content
 from baas.http.routing import route
-from baas.records.validation import record_id
 from baas.runtime_settings import update as update_settings
+from baas.schema.ids import record_id
 
 
 async def list_users(request: Request) -> Response:

@@ -15,7 +15,7 @@ from baas.http import list_params
 from baas.http.request import client, context, identity, query_params, read_json
 from baas.http.responses import json_response, no_content
 from baas.http.routing import route
-from baas.records.validation import record_id
+from baas.schema.ids import record_id
 
 ACCEPTED = {"status": "accepted"}
 

@@ -36,7 +36,7 @@ from baas.errors import (
     InvalidParameter,
     NotFound,
 )
-from baas.records.validation import record_id
+from baas.schema.ids import record_id
 
 log = logging.getLogger("baas.auth")
 

@@ -25,9 +25,9 @@ from baas.errors import (
 )
 from baas.records import service as records
 from baas.records.sql import output_columns
-from baas.records.validation import record_id
 from baas.schema.auth_collection import AUTH_COLLECTION
 from baas.schema.emails import EXAMPLE, InvalidEmail, email_address
+from baas.schema.ids import record_id
 from baas.schema.models import TABLE_SCHEMA, Collection
 
 MAX_SEARCH = 200

@@ -1,9 +1,12 @@
-"""SQL as trees: the one identifier-quoting function, parameters, literals and SQL templates.
+"""SQL as trees: identifier quoting, parameters, literals and SQL templates.
 
-Identifiers reach SQL only through `ident`/`table`/`column`, and only with names taken from the
-validated schema. Values are `$n` parameters (`param`) or, where PostgreSQL takes no parameters
-(DDL), literal nodes that sqlglot renders escaped. `template` parses a constant SQL text whose
-placeholders (`__name`) are then swapped for nodes: user text is never parsed as SQL here.
+Records, DDL and push put schema names into SQL through `ident`/`table`/`column`, only with
+names taken from the validated schema. Not yet everywhere: the rule resolver
+(`rules/resolver.py`) makes its nodes with sqlglot's `to_identifier`, and `auth/users.py` writes
+its users-table SQL as text. Values are `$n` parameters (`param`) or, where PostgreSQL takes no
+parameters (DDL), literal nodes that sqlglot renders escaped. `template` parses a constant SQL
+text whose placeholders (`__name`) are then swapped for nodes: user text is never parsed as SQL
+here.
 """
 
 from __future__ import annotations

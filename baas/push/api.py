@@ -12,7 +12,7 @@ from baas.http.request import context, identity, query_params, read_json
 from baas.http.responses import json_response, no_content
 from baas.http.routing import route
 from baas.push import devices, outbox, service
-from baas.records.validation import record_id
+from baas.schema.ids import record_id
 
 DELIVERY_STATUSES = ("queued", "sending", "retrying", "sent", "failed")
 

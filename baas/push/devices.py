@@ -24,8 +24,7 @@ from baas.errors import Conflict, Forbidden, NotFound, ValidationFailed, field_e
 from baas.push import access
 from baas.push.apps import VENDOR, PushApp, find_app, no_app, serving
 from baas.push.notification import valid_topic
-from baas.records.validation import record_id
-from baas.storage.uploads import new_record_id
+from baas.schema.ids import new_record_id, record_id
 
 MAX_DEVICES_PER_OWNER = 50
 MAX_TOPICS_PER_SUBSCRIBER = 200

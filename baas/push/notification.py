@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from baas.errors import ValidationFailed, field_error
-from baas.records.validation import record_id
+from baas.schema.ids import record_id
 
 MAX_TEXT = 1000
 MAX_COLLAPSE_KEY_BYTES = 64  # APNs' limit for apns-collapse-id

@@ -22,8 +22,7 @@ from baas.push.apps import PushApp
 from baas.push.fcm import android_config, apns_config, data_strings  # what FCM is sent, exactly
 from baas.push.notification import Notification
 from baas.push.provider import Device, Outcome
-from baas.records.validation import record_id
-from baas.storage.uploads import new_record_id
+from baas.schema.ids import new_record_id, record_id
 
 KEEP_S = 7 * 86_400
 MAX_ENTRIES = 10_000

@@ -18,8 +18,7 @@ from baas.errors import Conflict, Forbidden, NotFound
 from baas.jobs import queue
 from baas.push import access, reach
 from baas.push.notification import SendRequest, parse_send
-from baas.records.validation import record_id
-from baas.storage.uploads import new_record_id
+from baas.schema.ids import new_record_id, record_id
 
 FANOUT = "push.fanout"
 DELIVER = "push.deliver"

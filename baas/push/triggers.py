@@ -34,10 +34,10 @@ from baas.push.notification import (
     Target,
 )
 from baas.push.service import create_message
-from baas.records.validation import record_id
 from baas.rules import engine
 from baas.rules.resolver import aliased
 from baas.schema.auth_collection import AUTH_COLLECTION
+from baas.schema.ids import record_id
 from baas.schema.models import TABLE_SCHEMA, Collection, Field, PushTrigger
 from baas.schema.push_triggers import RecipientPathError, recipient_path
 

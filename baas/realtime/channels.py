@@ -21,8 +21,8 @@ from baas.loops import Loop
 from baas.realtime import protocol
 from baas.realtime.connection import Connection
 from baas.realtime.protocol import ProtocolError
-from baas.records.validation import record_id
 from baas.records.visibility import visible_to
+from baas.schema.ids import record_id
 
 log = logging.getLogger("baas.realtime")
 PRESENCE = "baas_presence"

@@ -24,8 +24,8 @@ from baas.realtime.connection import Connection, Subscription
 from baas.realtime.hub import Hub
 from baas.realtime.protocol import CLOSE_TOO_MANY, ProtocolError
 from baas.records.shape import read_shape
-from baas.records.validation import record_id
 from baas.rules.engine import RuleError
+from baas.schema.ids import record_id
 
 
 class Realtime:

@@ -14,6 +14,7 @@ from baas.http.routing import route
 from baas.records import service
 from baas.records.access import collection
 from baas.records.service import ListParams
+from baas.schema.ids import new_record_id
 from baas.storage import multipart, uploads
 from baas.storage import service as files
 
@@ -104,7 +105,7 @@ async def _write(request: Request, name: str, raw_id: str | None) -> dict[str, A
         return await files.write_record(ctx, caller, name, raw_id, form)
     body = await read_json(request)
     if files.touches_files(collection(ctx, name), body):
-        form = uploads.Form(raw_id or uploads.new_record_id(), body)
+        form = uploads.Form(raw_id or new_record_id(), body)
         return await files.write_record(ctx, caller, name, raw_id, form)
     if raw_id is None:
         return await service.create_record(ctx, caller, name, body)

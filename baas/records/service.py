@@ -1,7 +1,8 @@
 """Record services: get, create, update, upsert, delete and batch, one statement each, rules inside.
 
-These functions serve REST, the admin console, the CLI and (later) realtime alike. They take plain
-values and an `Identity`, and return plain dicts; database errors come back explained per field.
+These functions serve REST, files (`storage/`) and the auth flows (the users collection) alike.
+They take plain values and an `Identity`, and return plain dicts; database errors come back
+explained per field.
 A record that exists but fails the caller's rule answers 404 exactly like a missing one.
 """
 
@@ -34,8 +35,9 @@ from baas.records import sql
 from baas.records.access import authorize, bind_auth, collection, query_limits
 from baas.records.listing import ListParams, Page, list_records
 from baas.records.shape import DEFAULT, is_plain, read_shape, to_record
-from baas.records.validation import record_id, validate_create, validate_update
+from baas.records.validation import validate_create, validate_update
 from baas.schema.auth_collection import AUTH_COLLECTION
+from baas.schema.ids import record_id
 from baas.schema.models import Collection
 
 UPSERT_ATTEMPTS = 3

@@ -9,18 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from baas.errors import BadRequest, ValidationFailed, field_error
-from baas.schema.fields import FieldValueError, parse_uuid, parse_value
+from baas.schema.fields import FieldValueError, parse_value
+from baas.schema.ids import record_id
 from baas.schema.models import Collection
 
 READ_ONLY = ("created", "updated")
-
-
-def record_id(value: Any) -> str | None:
-    """The canonical id from a path or body, or None when it cannot be an id."""
-    try:
-        return parse_uuid(value)
-    except FieldValueError:
-        return None
 
 
 def validate_create(c: Collection, body: Any) -> tuple[str | None, dict[str, Any]]:

@@ -2,7 +2,8 @@
 
 One engine for every door: REST (list, view, create, update, delete), client filters (which may
 never widen a rule, and reach related records only through those records' own list rule), expand
-(each embedded record under its own view rule), and later realtime and file downloads.
+(each embedded record under its own view rule), realtime (`realtime/access.py`), file downloads
+(through `records/visibility.py`) and push (`push/access.py`, `push/triggers.py`).
 A rule is None (locked: service keys and superusers only), "" (anyone) or an expression.
 """
 

@@ -20,8 +20,8 @@ from baas.auth.sessions import identity_from_claims
 from baas.context import AppContext
 from baas.errors import InvalidParameter, NotFound, Unauthorized
 from baas.records.access import collection
-from baas.records.validation import record_id
 from baas.records.visibility import visible_to
+from baas.schema.ids import record_id
 from baas.schema.models import Field
 from baas.storage.backend import ObjectMissing
 from baas.storage.names import STORED_NAME

@@ -23,7 +23,8 @@ from baas.db.sqltree import column, param, render, table
 from baas.errors import ValidationFailed, field_error
 from baas.records import service as records
 from baas.records.access import collection
-from baas.records.validation import record_id, validate_create, validate_update
+from baas.records.validation import validate_create, validate_update
+from baas.schema.ids import record_id
 from baas.schema.models import TABLE_SCHEMA, Collection, Field
 from baas.storage.uploads import Form, Staged, discard
 

@@ -10,9 +10,6 @@ behind for long; `discard` makes that immediate when the caller knows the write 
 from __future__ import annotations
 
 import hashlib
-import os
-import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +19,7 @@ from baas.errors import MalformedJson, PayloadTooLarge, ValidationFailed, field_
 from baas.http.request import parse_json
 from baas.records import service as records
 from baas.records.access import collection
+from baas.schema.ids import new_record_id
 from baas.schema.models import Collection, Field
 from baas.storage import multipart
 from baas.storage.backend import Upload
@@ -51,15 +49,6 @@ class Form:
     record_id: str
     body: dict[str, Any] = field(default_factory=dict)
     files: list[Staged] = field(default_factory=list)
-
-
-def new_record_id() -> str:
-    """A time-ordered UUID (version 7), as the database would give one."""
-    ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10))
-    value = (ms & (2**48 - 1)) << 80 | 0x7 << 76 | (rand >> 66 & 0xFFF) << 64
-    value |= 0b10 << 62 | (rand & (2**62 - 1))
-    return str(uuid.UUID(int=value))
 
 
 def object_key(c: Collection, record_id: str, name: str) -> str:

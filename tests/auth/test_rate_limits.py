@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from baas.context import AppContext
 from tests.auth.conftest import ADMIN, PASSWORD, Account, configure, mails, sign_up
 from tests.conftest import RunningApp
 from tests.e2e.servers import eventually, running
@@ -138,13 +139,24 @@ async def test_off_disables_a_limit(anon: httpx.AsyncClient, alice: Account) -> 
     assert (await sign_in(anon, alice.email, PASSWORD)).status_code == 200
 
 
-async def test_the_window_ends(anon: httpx.AsyncClient) -> None:
-    await configure(anon, rate__sign_in_account="2/2s")
+async def _clock_moves_on(ctx: AppContext, seconds: float) -> None:
+    """Windows start `seconds` earlier: as if that much time had passed (the database's clock
+    is the one windows are measured with)."""
+    await ctx.db.execute(
+        "UPDATE baas.rate_limits SET window_start = window_start - make_interval(secs => $1)",
+        seconds,
+    )
+
+
+async def test_the_window_ends(anon: httpx.AsyncClient, ctx: AppContext) -> None:
+    await configure(anon, rate__sign_in_account="2/1m")
     for _ in range(2):
         assert (await sign_in(anon, "ghost@example.com")).status_code == 401
-    limited = await sign_in(anon, "ghost@example.com")
-    assert_limited(limited, 2)
-    await asyncio.sleep(int(limited.headers["Retry-After"]) + 0.2)
+    assert_limited(await sign_in(anon, "ghost@example.com"), 60)
+    await _clock_moves_on(ctx, 50)
+    limited = await sign_in(anon, "ghost@example.com")  # ten seconds of the window left
+    assert limited.status_code == 429 and int(limited.headers["Retry-After"]) <= 11
+    await _clock_moves_on(ctx, 10)
     assert (await sign_in(anon, "ghost@example.com")).status_code == 401  # counted afresh
 
 

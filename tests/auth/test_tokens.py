@@ -14,7 +14,6 @@ import stat
 import threading
 import time
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -442,14 +441,26 @@ async def test_rotation_publishes_ahead_and_old_tokens_keep_working(
     assert _kid(again.tokens["access_token"]) == old_kid
 
 
+async def _pass_publish_ahead(ctx: AppContext) -> None:
+    """The clock moves on past the rotation's PUBLISH_AHEAD: the stored times move back by as
+    much (the database's clock is the one the keys' times come from)."""
+    await ctx.db.execute(
+        "UPDATE baas.signing_keys"
+        " SET active_from = active_from - $1::interval, retired = retired - $1::interval",
+        tokens.PUBLISH_AHEAD,
+    )
+    await ctx.signer.reload(ctx.db, ctx.box)
+
+
 async def test_new_tokens_carry_the_new_kid_once_active(
-    anon: httpx.AsyncClient, alice: Account, monkeypatch: pytest.MonkeyPatch
+    anon: httpx.AsyncClient, ctx: AppContext, alice: Account
 ) -> None:
-    monkeypatch.setattr(tokens, "PUBLISH_AHEAD", timedelta(seconds=1))
     old_kid = _kid(alice.tokens["access_token"])
     rotated = await anon.post("/api/admin/signing-keys/rotate", headers=ADMIN)
     new_kid = rotated.json()["kid"]
-    await asyncio.sleep(1.2)
+    early = await sign_in(anon, alice.email)
+    assert _kid(early.tokens["access_token"]) == old_kid  # not active yet
+    await _pass_publish_ahead(ctx)
     fresh = await sign_in(anon, alice.email)
     assert _kid(fresh.tokens["access_token"]) == new_kid
     refreshed = await anon.post(

@@ -22,6 +22,21 @@ async def _open(url: str, **options: float) -> Database:
     return await Database.open(url, PoolOptions(**{"min_size": 1, "max_size": 2, **options}))  # type: ignore[arg-type]
 
 
+async def _in_flight(url: str, sql: str) -> None:
+    """Until the server is running `sql` (seen from a connection of its own)."""
+    watcher = await asyncpg.connect(url)
+    try:
+        async with asyncio.timeout(10):
+            while not await watcher.fetchval(  # noqa: ASYNC110 - polls the server
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND query = $1 AND state = 'active'",
+                sql,
+            ):
+                await asyncio.sleep(0.01)
+    finally:
+        await watcher.close()
+
+
 async def test_never_more_than_max_size_connections(database_url: str) -> None:
     db = await _open(database_url)
     try:
@@ -38,7 +53,7 @@ async def test_waiting_too_long_for_a_connection_is_a_503(database_url: str) -> 
     db = await _open(database_url, max_size=1, acquire_timeout_s=0.2)
     try:
         slow = asyncio.create_task(db.fetchval("SELECT pg_sleep(1)"))
-        await asyncio.sleep(0.05)
+        await _in_flight(database_url, "SELECT pg_sleep(1)")  # it holds the only connection
         with pytest.raises(ApiError) as raised:
             await db.fetchval("SELECT 1")
         assert raised.value.status == 503
@@ -54,7 +69,7 @@ async def test_a_cancelled_query_never_reaches_the_next_caller(database_url: str
     try:
         first = await db.fetchval("SELECT pg_backend_pid()")
         task = asyncio.create_task(db.fetchval("SELECT pg_sleep(5)"))
-        await asyncio.sleep(0.1)
+        await _in_flight(database_url, "SELECT pg_sleep(5)")
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

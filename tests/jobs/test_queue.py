@@ -74,17 +74,17 @@ async def test_workers_run_each_job_once_across_instances(db: Database) -> None:
                 await queue.enqueue(tx, "count", {"n": n})
         for w in workers:
             w.wake()
-        await wait_for(lambda: _async(len(ran) >= 60))
-        await asyncio.sleep(0.2)
+
+        async def all_done() -> bool:
+            return (await queue.counts(db))["done"] == 60
+
+        await wait_for(all_done)
     finally:
         for w in workers:
             await w.stop()
     assert sorted(ran) == list(range(60))
-    assert (await queue.counts(db))["done"] == 60
-
-
-async def _async(value: bool) -> bool:
-    return value
+    jobs = await queue.list_jobs(db, kind="count", limit=100)
+    assert [j["attempts"] for j in jobs] == [1] * 60  # claimed once each, by one worker
 
 
 async def test_failures_back_off_then_the_job_is_kept_dead_with_its_error(db: Database) -> None:
@@ -144,8 +144,6 @@ async def test_a_scheduled_job_runs_at_its_time(db: Database) -> None:
     worker.start()
     try:
         job_id = await queue.enqueue(db, "s", run_at=when)
-        await asyncio.sleep(0.4)
-        assert ran_at == []
         await wait_status(db, job_id, "done")  # type: ignore[arg-type]
     finally:
         await worker.stop()
@@ -157,20 +155,21 @@ async def test_a_job_whose_worker_died_runs_again_elsewhere(db: Database) -> Non
     # A worker claims it and dies without a word: its lease (0.3 s) runs out.
     claimed = await queue.claim(db, "dead-host:1:1", 0.3, 10)
     assert [j.id for j in claimed] == [job_id]
-    done: list[int] = []
+    lease_end = (await status_of(db, job_id))["locked_until"]  # type: ignore[arg-type]
+    done: list[tuple[int, datetime]] = []
 
     async def handler(job: Job) -> None:
-        done.append(job.attempts)
+        done.append((job.attempts, datetime.now(UTC)))
 
     survivor = Worker(db, {"work": handler}, FAST)
     survivor.start()
     try:
-        await asyncio.sleep(0.1)
-        assert done == []  # still leased to the dead worker
         job = await wait_status(db, job_id, "done")  # type: ignore[arg-type]
     finally:
         await survivor.stop()
-    assert done == [2] and job["attempts"] == 2
+    [(attempts, ran_at)] = done
+    assert attempts == 2 and job["attempts"] == 2
+    assert ran_at >= lease_end  # not before the dead worker's lease ran out
 
 
 async def test_leases_are_renewed_while_a_long_job_runs(db: Database) -> None:
@@ -189,10 +188,18 @@ async def test_leases_are_renewed_while_a_long_job_runs(db: Database) -> None:
     worker.start()
     job_id = await queue.enqueue(db, "slow")
     await started.wait()
+    first_lease = (await status_of(db, job_id))["locked_until"]  # type: ignore[arg-type]
     other.start()
+
+    async def renewed_past_two_leases() -> bool:
+        job = await status_of(db, job_id)  # type: ignore[arg-type]
+        return job["locked_until"] >= first_lease + timedelta(seconds=0.6)  # type: ignore[no-any-return]
+
     try:
-        await asyncio.sleep(1.0)  # three leases long: renewed, so nobody else takes it
-        assert runs == 1
+        # The first lease ran out long ago (other polled it several times): renewed, not taken.
+        await wait_for(renewed_past_two_leases)
+        job = await status_of(db, job_id)  # type: ignore[arg-type]
+        assert runs == 1 and job["locked_by"] == worker.name and job["attempts"] == 1
         release.set()
         await wait_status(db, job_id, "done")  # type: ignore[arg-type]
     finally:

@@ -92,6 +92,7 @@ class ApnsReceived:
     collapse_id: str | None
     apns_id: str
     payload: dict[str, Any]
+    at: datetime.datetime = field(default_factory=lambda: datetime.datetime.now(datetime.UTC))
 
 
 class _Reject(Exception):

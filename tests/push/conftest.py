@@ -112,6 +112,16 @@ async def wait_setting(app: RunningApp) -> None:
             await asyncio.sleep(0.01)
 
 
+async def idle(app: RunningApp) -> None:
+    """Every push job the writes so far queued (trigger, fan-out, delivery) has finished."""
+    async with asyncio.timeout(10):
+        while await app.ctx.db.fetchval(  # noqa: ASYNC110 - the worker runs in the server
+            "SELECT count(*) FROM baas.jobs WHERE kind LIKE 'push.%'"
+            " AND status NOT IN ('done', 'dead', 'cancelled')"
+        ):
+            await asyncio.sleep(0.05)
+
+
 def client_for(app: RunningApp) -> httpx.AsyncClient:
     transport = httpx.ASGITransport(app=app.asgi)
     return httpx.AsyncClient(transport=transport, base_url="http://testserver")

@@ -11,9 +11,17 @@ import httpx
 from baas.push import triggers
 from baas.push.notification import MAX_TEXT
 from baas.schema.models import PushTrigger
-from tests.conftest import apply_schema, as_user
+from tests.conftest import RunningApp, apply_schema, as_user
 from tests.push.apns_server import FakeApns
-from tests.push.conftest import ADMIN, ios_token, new_user, register, send, settled
+from tests.push.conftest import (
+    ADMIN,
+    idle,
+    ios_token,
+    new_user,
+    register,
+    send,
+    settled,
+)
 from tests.push.fcm_server import FakeFcm
 
 SCHEMA: dict[str, Any] = {
@@ -74,7 +82,7 @@ async def wait_received(fake: FakeApns, n: int) -> None:
 
 
 async def test_a_record_insert_pushes_to_the_recipient_as_the_schema_says(
-    api: httpx.AsyncClient, fake_apns: FakeApns
+    api: httpx.AsyncClient, push_app: RunningApp, fake_apns: FakeApns
 ) -> None:
     await apply_schema(api, SCHEMA)
     bob = await create_user(api)
@@ -98,12 +106,12 @@ async def test_a_record_insert_pushes_to_the_recipient_as_the_schema_says(
         json={"text": "", "recipient": bob},
         headers=as_user(new_user()),
     )
-    await asyncio.sleep(0.5)
+    await idle(push_app)  # its trigger job has run
     assert len(fake_apns.received) == 1
 
 
 async def test_an_update_pushes_once_when_the_record_comes_to_match(
-    api: httpx.AsyncClient, fake_apns: FakeApns
+    api: httpx.AsyncClient, push_app: RunningApp, fake_apns: FakeApns
 ) -> None:
     await apply_schema(api, SCHEMA)
     watchers = [await create_user(api) for i in range(2)]
@@ -118,12 +126,12 @@ async def test_an_update_pushes_once_when_the_record_comes_to_match(
     ).json()
     url = f"/api/collections/messages/records/{record['id']}"
     await api.patch(url, json={"text": "server down again"}, headers=ADMIN)
-    await asyncio.sleep(0.4)
+    await idle(push_app)
     assert fake_apns.received == []  # not urgent: no push
     await api.patch(url, json={"urgent": True}, headers=ADMIN)
     await wait_received(fake_apns, 2)
     await api.patch(url, json={"text": "still down"}, headers=ADMIN)  # was urgent already
-    await asyncio.sleep(0.5)
+    await idle(push_app)
     assert len(fake_apns.received) == 2
     assert {n.payload["aps"]["alert"]["title"] for n in fake_apns.received} == {
         "Now urgent: server down again"

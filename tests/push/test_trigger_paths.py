@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from tests.conftest import RunningApp, apply_schema, as_user
-from tests.push.conftest import ADMIN, ios_token, set_apps
+from tests.push.conftest import ADMIN, idle, ios_token, set_apps
 
 SCHEMA: dict[str, Any] = {
     "collections": {
@@ -74,16 +74,6 @@ async def outbox_titles(api: httpx.AsyncClient, device: str, expected: int) -> l
             mine = [i["title"] for i in items if i["device_id"] == device]
             if len(mine) >= expected:
                 return mine
-            await asyncio.sleep(0.05)
-
-
-async def idle(app: RunningApp) -> None:
-    """Every job the writes queued (trigger, fan-out, delivery) has finished."""
-    async with asyncio.timeout(10):
-        while await app.ctx.db.fetchval(  # noqa: ASYNC110 - the worker runs in the server
-            "SELECT count(*) FROM baas.jobs WHERE kind LIKE 'push.%'"
-            " AND status NOT IN ('done', 'dead', 'cancelled')"
-        ):
             await asyncio.sleep(0.05)
 
 
