@@ -208,8 +208,8 @@ async def test_component_names_never_collide(admin: httpx.AsyncClient) -> None:
 async def test_document_follows_schema_changes(admin: httpx.AsyncClient, ctx: AppContext) -> None:
     await apply_schema(admin, SCHEMA)
     first = await _document(admin)
-    assert openapi_document(ctx.schema, ctx.settings.base_url, "1") is openapi_document(
-        ctx.schema, ctx.settings.base_url, "1"
+    assert openapi_document(ctx.schema, ctx.settings, "1") is openapi_document(
+        ctx.schema, ctx.settings, "1"
     )  # built once per schema version
     changed = {"collections": {**SCHEMA["collections"], "comments": {"fields": {"body": "text"}}}}
     await apply_schema(admin, changed)
