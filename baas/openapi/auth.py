@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from baas.openapi.common import PUBLIC, errors, json_content
+from baas.openapi.common import OPTIONAL_AUTH, PUBLIC, errors, json_content
 
 _OBJECT: dict[str, Any] = {"type": "object"}
 _STR = {"type": "string"}
@@ -289,8 +289,9 @@ def auth_paths() -> dict[str, Any]:
                 "409",
                 "429",
                 "503",
-                body=_body("id_token", nonce=_STR),
-            ),
+                body=_body("id_token", nonce={"type": "string", "minLength": 1, "maxLength": 512}),
+            )
+            | {"security": OPTIONAL_AUTH},  # signs in anonymously; links when signed in
         },
         "/api/auth/identities": {
             "get": _auth(

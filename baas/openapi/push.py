@@ -31,7 +31,11 @@ _SUBSCRIPTION = {
     "type": "object",
     "description": "Optional: a device to subscribe (anonymous installs must name one), or, "
     "for admins, a user",
-    "properties": {"device_id": _UUID, "install_id": _INSTALL_ID, "user_id": _UUID},
+    "properties": {
+        "device_id": {"type": ["string", "null"], "format": "uuid"},  # null: none
+        "install_id": _INSTALL_ID,
+        "user_id": _UUID,
+    },
 }
 _DEVICE = {
     "type": "object",
