@@ -47,12 +47,14 @@ class Owner:
 
 
 def owner(caller: Identity, body_user: Any, install_id: Any) -> Owner:
-    """Whose devices the caller acts on: their own; an admin may name a user."""
-    if caller.is_admin and body_user is not None:
+    """Whose devices the caller acts on: their own; an admin may name a user. A `user_id`
+    that is not an id is refused whoever sends it (never silently ignored)."""
+    if body_user is not None:
         uid = record_id(body_user) if isinstance(body_user, str) else None
         if uid is None:
             raise ValidationFailed({"user_id": field_error("invalid", "a user id")})
-        return Owner(uid, None)
+        if caller.is_admin:
+            return Owner(uid, None)
     if caller.kind == "user" and caller.id:
         return Owner(caller.id, None)
     if isinstance(install_id, str) and INSTALL_ID.fullmatch(install_id):

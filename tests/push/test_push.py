@@ -68,6 +68,13 @@ async def test_anonymous_installs_manage_their_devices_with_their_install_id(
         "/api/push/devices", json={"platform": "ios", "token": ios_token(), "app_id": BUNDLE_ID}
     )
     assert nobody.status_code == 400 and "install_id" in nobody.json()["error"]["fields"]
+    # A user_id that is not an id is refused whoever sends it, never silently ignored.
+    for headers in ({}, as_user(new_user())):
+        malformed = await api.get(
+            "/api/push/devices", params={"install_id": install, "user_id": "â"}, headers=headers
+        )
+        assert malformed.status_code == 400, malformed.text
+        assert set(malformed.json()["error"]["fields"]) == {"user_id"}
 
 
 async def test_bad_registrations_say_what_is_wrong_with_each_value(api: httpx.AsyncClient) -> None:
