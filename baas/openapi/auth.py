@@ -248,6 +248,7 @@ def auth_paths() -> dict[str, Any]:
                 _ACCEPTED,
                 "400",
                 "401",
+                "403",  # wrong_password: the current one, re-entered, is wrong
                 "429",
                 body=_body("email", password=_STR),
             )
@@ -272,6 +273,8 @@ def auth_paths() -> dict[str, Any]:
                 None,
                 "400",
                 "401",
+                "403",  # wrong_password
+                "429",  # re-entered passwords count like sign-ins
                 body=_body("password", current_password=_STR),
             )
         },
@@ -316,6 +319,8 @@ def auth_paths() -> dict[str, Any]:
                 _OBJECT,
                 "400",
                 "401",
+                "409",  # mfa_not_enrolling, already enabled
+                "429",  # second-factor attempts are limited
                 body=_body("code"),
             )
         },
@@ -327,6 +332,8 @@ def auth_paths() -> dict[str, Any]:
                 None,
                 "400",
                 "401",
+                "409",  # mfa_not_enabled
+                "429",
                 body=code,
             )
         },
@@ -338,6 +345,8 @@ def auth_paths() -> dict[str, Any]:
                 _OBJECT,
                 "400",
                 "401",
+                "409",  # mfa_not_enabled
+                "429",
                 body=code,
             )
         },

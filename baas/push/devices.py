@@ -46,6 +46,9 @@ class Owner:
     install_id: str | None
 
 
+_INSTALL_ID_SHAPE = "16-100 of A-Z a-z 0-9 _ -"
+
+
 def owner(caller: Identity, body_user: Any, install_id: Any) -> Owner:
     """Whose devices the caller acts on: their own; an admin may name a user. A `user_id`
     that is not an id is refused whoever sends it (never silently ignored)."""
@@ -55,14 +58,17 @@ def owner(caller: Identity, body_user: Any, install_id: Any) -> Owner:
             raise ValidationFailed({"user_id": field_error("invalid", "a user id")})
         if caller.is_admin:
             return Owner(uid, None)
+    valid_install = isinstance(install_id, str) and INSTALL_ID.fullmatch(install_id)
+    if install_id is not None and not valid_install:
+        raise ValidationFailed({"install_id": field_error("invalid", _INSTALL_ID_SHAPE)})
     if caller.kind == "user" and caller.id:
         return Owner(caller.id, None)
-    if isinstance(install_id, str) and INSTALL_ID.fullmatch(install_id):
+    if valid_install:
         return Owner(None, install_id)
     raise ValidationFailed(
         {
             "install_id": field_error(
-                "required", "sign in, or send the install's own id (16-100 of A-Z a-z 0-9 _ -)"
+                "required", f"sign in, or send the install's own id ({_INSTALL_ID_SHAPE})"
             )
         }
     )
@@ -240,7 +246,8 @@ async def subscribe(
     """Join (or leave) `topic`: a device (`device_id`) or the signed-in user (all their devices)."""
     if not valid_topic(topic):
         raise ValidationFailed({"topic": field_error("invalid", "1-200 of A-Z a-z 0-9 - _ . ~ %")})
-    body = body if isinstance(body, dict) else {}
+    if not isinstance(body, dict):
+        raise ValidationFailed({"body": field_error("invalid_body", "send a JSON object")})
     device = body.get("device_id")
     if device is not None:
         found = await _owned(

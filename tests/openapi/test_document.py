@@ -540,3 +540,13 @@ async def test_list_bounds_come_from_the_settings(
     batch = document["paths"]["/api/batch"]["post"]["requestBody"]["content"]
     operations = batch["application/json"]["schema"]["properties"]["operations"]
     assert operations["maxItems"] == settings.max_batch_operations
+
+
+async def test_auth_refusals_are_documented(document: dict[str, Any]) -> None:
+    paths = document["paths"]
+    assert "403" in paths["/api/auth/email-change"]["post"]["responses"]  # wrong_password
+    assert "403" in paths["/api/auth/password"]["post"]["responses"]
+    for path in ("/api/auth/mfa/totp/disable", "/api/auth/mfa/recovery-codes"):
+        assert {"409", "429"} <= set(paths[path]["post"]["responses"])  # mfa_not_enabled
+    oidc = paths["/api/auth/oidc/{provider}"]["post"]
+    assert oidc["security"] == [{}, {"bearer": []}]  # signs in, or links when signed in
