@@ -262,7 +262,7 @@ async def subscribe(
             )
         await _toggle(ctx, "push_topic_devices", "device_id", found, topic, on)
         return {"topic": topic, "device_id": found, "subscribed": on}
-    who = owner(caller, body.get("user_id"), None)
+    who = owner(caller, body.get("user_id"), body.get("install_id"))  # (refuses a malformed one)
     if who.user_id is None:
         raise Forbidden(
             "anonymous installs subscribe a device: send device_id", code="device_required"
