@@ -128,6 +128,14 @@ def _schemathesis(server: Server, *args: str) -> None:
         f"{server.url}/api/openapi.json",
         "--checks",
         "all",
+        # Undeclared methods must answer 405 with Allow (tests/http/test_middleware.py checks
+        # it on every kind of route). schemathesis sends them with the longest URL a list's
+        # parameters allow: each parameter has its own bound, yet together they pass
+        # BAAS_MAX_HEADER_BYTES, and the wire layer refuses that request line (414) while it
+        # arrives, before any method is read. This version can narrow that check neither per
+        # operation nor per phase, so it is the one check left out.
+        "--exclude-checks",
+        "unsupported_method",
         "--mode",
         "all",  # positive and negative data
         "--phases",
