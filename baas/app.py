@@ -419,7 +419,7 @@ def create_app(settings: Settings, *, authenticate: Authenticate = authenticate)
 
     async def openapi(request: Request) -> Response:
         ctx = context(request)
-        return json_response(openapi_document(ctx.schema, settings.base_url, package_version()))
+        return json_response(openapi_document(ctx.schema, settings, package_version()))
 
     middleware = [
         Middleware(

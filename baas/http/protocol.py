@@ -73,12 +73,7 @@ class HeadLimitedProtocol(HttpToolsProtocol):
                 self._unsupported_upgrade_warning()
             return
         except httptools.HttpParserError:
-            if self._stopped_by is not None:
-                self._answer(self._stopped_by)
-            else:
-                message = "Invalid HTTP request received."
-                self.logger.warning(message)
-                self.send_400_response(message)
+            self._answer(self._stopped_by or malformed_request())
             return
         self._count(len(data), scope is self.scope, self.cycle is cycle and not body_pending)
 
@@ -141,6 +136,18 @@ def url_too_long(limit: int) -> ApiError:
         status=414,
         code="url_too_long",
         limit=limit,
+    )
+
+
+def malformed_request() -> ApiError:
+    """A head the HTTP/1.1 parser cannot read (a bad request line or header): answered in our
+    JSON error shape like every other refusal, not as the server library's plain text. (Once a
+    request is under way, bad body framing can only close the connection.)"""
+    return ApiError(
+        "the request is not valid HTTP/1.1 (its request line or a header); "
+        "percent-encode the URL and check the headers",
+        status=400,
+        code="malformed_request",
     )
 
 

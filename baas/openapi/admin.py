@@ -81,7 +81,15 @@ def admin_paths() -> dict[str, Any]:
         },
         "/api/admin/schema/diff": {
             "post": _op(
-                "adminDiffSchema", "Plan a schema change", _ok(_PLAN), "400", body=document_body
+                "adminDiffSchema",
+                "Plan a schema change",
+                _ok(_PLAN),
+                "400",
+                body={
+                    "type": "object",
+                    "properties": {"document": _DOCUMENT},
+                    "required": ["document"],
+                },
             ),
         },
         "/api/admin/schema/apply": {

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from baas.openapi.common import errors, json_content
+from baas.openapi.common import OPTIONAL_AUTH, PUBLIC, errors, json_content
 
 _OBJECT: dict[str, Any] = {"type": "object"}
 _STR = {"type": "string"}
 _UUID = {"type": "string", "format": "uuid"}
 _TIME = {"type": "string", "format": "date-time"}
-_PUBLIC: list[dict[str, Any]] = []  # no credentials needed
 
 TOKENS: dict[str, Any] = {
     "type": "object",
@@ -90,7 +89,7 @@ def _op(
     if body is not None:
         operation["requestBody"] = {"required": True, "content": json_content(body)}
     if public:
-        operation["security"] = _PUBLIC
+        operation["security"] = PUBLIC
     return operation
 
 
@@ -175,11 +174,7 @@ def auth_paths() -> dict[str, Any]:
         "/api/auth/methods": {
             "get": _auth("authMethods", "What sign-in offers", "200", _OBJECT, public=True)
         },
-        "/api/auth/jwks.json": {
-            "get": _auth(
-                "jwks", "Public keys that verify access tokens", "200", _OBJECT, public=True
-            )
-        },
+        "/api/auth/jwks.json": {"get": _jwks()},
         "/api/auth/sessions": {
             "get": _auth("listSessions", "Your signed-in devices", "200", _items(_SESSION), "401"),
             "delete": {
@@ -253,6 +248,7 @@ def auth_paths() -> dict[str, Any]:
                 _ACCEPTED,
                 "400",
                 "401",
+                "403",  # wrong_password: the current one, re-entered, is wrong
                 "429",
                 body=_body("email", password=_STR),
             )
@@ -277,6 +273,8 @@ def auth_paths() -> dict[str, Any]:
                 None,
                 "400",
                 "401",
+                "403",  # wrong_password
+                "429",  # re-entered passwords count like sign-ins
                 body=_body("password", current_password=_STR),
             )
         },
@@ -294,8 +292,9 @@ def auth_paths() -> dict[str, Any]:
                 "409",
                 "429",
                 "503",
-                body=_body("id_token", nonce=_STR),
-            ),
+                body=_body("id_token", nonce={"type": "string", "minLength": 1, "maxLength": 512}),
+            )
+            | {"security": OPTIONAL_AUTH},  # signs in anonymously; links when signed in
         },
         "/api/auth/identities": {
             "get": _auth(
@@ -320,6 +319,8 @@ def auth_paths() -> dict[str, Any]:
                 _OBJECT,
                 "400",
                 "401",
+                "409",  # mfa_not_enrolling, already enabled
+                "429",  # second-factor attempts are limited
                 body=_body("code"),
             )
         },
@@ -331,6 +332,8 @@ def auth_paths() -> dict[str, Any]:
                 None,
                 "400",
                 "401",
+                "409",  # mfa_not_enabled
+                "429",
                 body=code,
             )
         },
@@ -342,6 +345,8 @@ def auth_paths() -> dict[str, Any]:
                 _OBJECT,
                 "400",
                 "401",
+                "409",  # mfa_not_enabled
+                "429",
                 body=code,
             )
         },
@@ -388,6 +393,20 @@ def auth_paths() -> dict[str, Any]:
         },
         **_admin_auth_paths(),
     }
+
+
+def _jwks() -> dict[str, Any]:
+    """A JWK Set (RFC 7517), served as such: application/jwk-set+json."""
+    operation: dict[str, Any] = _auth(
+        "jwks", "Public keys that verify access tokens", "200", None, public=True
+    )
+    key_set = {
+        "type": "object",
+        "properties": {"keys": {"type": "array", "items": _OBJECT}},
+        "required": ["keys"],
+    }
+    operation["responses"]["200"]["content"] = {"application/jwk-set+json": {"schema": key_set}}
+    return operation
 
 
 def _admin_auth_paths() -> dict[str, Any]:

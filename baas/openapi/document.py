@@ -8,11 +8,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from baas.config import Settings
 from baas.openapi.admin import admin_paths
 from baas.openapi.auth import auth_paths
-from baas.openapi.common import errors, json_content, ref
-from baas.openapi.files import files_paths, multipart_body
+from baas.openapi.common import add_common_statuses, json_content, ref
+from baas.openapi.files import files_paths
 from baas.openapi.push import push_paths
+from baas.openapi.records import batch_operation, collection_paths
 from baas.schema.cache import SchemaCache
 from baas.schema.fields import TYPES
 from baas.schema.models import Collection, Field
@@ -37,18 +39,21 @@ _ERROR_CODES = {
     "403": "Not allowed",
     "404": "Not found",
     "409": "Conflict (unique value taken, record still referenced, concurrent change)",
-    "413": "Body too large",
-    "415": "Body is not JSON",
+    "413": "Body too large (BAAS_MAX_BODY_BYTES, or a file past its field's max_size)",
+    "414": "Request line too long (BAAS_MAX_HEADER_BYTES)",
+    "415": "Body is not JSON (or not multipart/form-data where uploads are accepted)",
     "429": "Too many attempts (see the Retry-After header)",
+    "431": "Request headers too large (BAAS_MAX_HEADER_BYTES)",
     "503": "Database unavailable or too slow; retry",
 }
 
 
-def openapi_document(cache: SchemaCache, base_url: str, version: str) -> dict[str, Any]:
-    return cache.memo(("openapi", base_url), lambda: _build(cache, base_url, version))
+def openapi_document(cache: SchemaCache, settings: Settings, version: str) -> dict[str, Any]:
+    """The document for this schema version and these settings (its limits are declared)."""
+    return cache.memo(("openapi", settings.base_url), lambda: _build(cache, settings, version))
 
 
-def _build(cache: SchemaCache, base_url: str, version: str) -> dict[str, Any]:
+def _build(cache: SchemaCache, settings: Settings, version: str) -> dict[str, Any]:
     schemas: dict[str, Any] = {"Error": _error_schema()}
     paths: dict[str, Any] = {}
     for c in cache.schema.collections:
@@ -57,8 +62,8 @@ def _build(cache: SchemaCache, base_url: str, version: str) -> dict[str, Any]:
         schemas[f"{title}Create"] = _write_schema(c, creating=True)
         schemas[f"{title}Update"] = _write_schema(c, creating=False)
         schemas[f"{title}Page"] = _page_schema(title)
-        paths.update(_collection_paths(c, title))
-    paths["/api/batch"] = {"post": _batch_operation()}
+        paths.update(collection_paths(c, title, settings))
+    paths["/api/batch"] = {"post": batch_operation(settings)}
     paths["/api/health"] = {"get": _simple("Liveness (same as /api/health/live)", "health")}
     paths["/api/health/live"] = {
         "get": _simple("Liveness: the process can make progress or recover", "live")
@@ -68,6 +73,7 @@ def _build(cache: SchemaCache, base_url: str, version: str) -> dict[str, Any]:
     paths.update(auth_paths())
     paths.update(files_paths())
     paths.update(push_paths())
+    add_common_statuses(paths)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -75,7 +81,7 @@ def _build(cache: SchemaCache, base_url: str, version: str) -> dict[str, Any]:
             "version": f"{version}+schema.{cache.version}",
             "description": "Records API generated from the live schema.",
         },
-        "servers": [{"url": base_url}],
+        "servers": [{"url": settings.base_url}],
         "paths": paths,
         "components": {
             "schemas": schemas,
@@ -161,35 +167,41 @@ def _plain(value: float) -> float | int:
 
 
 def _record_schema(c: Collection) -> dict[str, Any]:
+    """A record as read: hidden fields never appear; private ones (users' `verified`,
+    `disabled`, `anonymous`) appear only to the account itself and admins, so are optional."""
     properties: dict[str, Any] = {
         "id": {"type": "string", "format": "uuid", "readOnly": True},
         "created": {"type": "string", "format": "date-time", "readOnly": True},
         "updated": {"type": "string", "format": "date-time", "readOnly": True},
     }
+    required = list(properties)
     for f in c.fields:
-        if not f.hidden:
-            properties[f.name] = _field_schema(f)
-    return {"type": "object", "properties": properties, "required": list(properties)}
+        if f.hidden:
+            continue
+        properties[f.name] = _field_schema(f)
+        if f.system:
+            properties[f.name]["readOnly"] = True  # managed by the auth API
+        if not f.private:
+            required.append(f.name)
+    return {"type": "object", "properties": properties, "required": required}
 
 
 def _write_schema(c: Collection, creating: bool) -> dict[str, Any]:
-    """A create body (required fields required) or an update body (any subset)."""
-    properties: dict[str, Any] = {
-        "id": {
-            "type": "string",
-            "format": "uuid",
-            "description": "A client-chosen id" if creating else "The record's id (cannot change)",
-        },
-    }
-    for f in c.fields:
-        if f.type != "file":  # files are uploaded, never written as JSON values
-            properties[f.name] = _field_schema(f, writing=True)
+    """A create body (required fields required) or an update body (any subset). System fields
+    (users' auth fields) are written by the auth API only, so they are not offered here; a
+    create may choose the id, an update may not change it (the id is in the path)."""
+    properties: dict[str, Any] = {}
+    if creating:
+        properties["id"] = {"type": "string", "format": "uuid", "description": "A client-chosen id"}
+    writable = [f for f in c.fields if f.type != "file" and not f.system]  # files are uploaded
+    for f in writable:
+        properties[f.name] = _field_schema(f, writing=True)
     schema: dict[str, Any] = {
         "type": "object",
         "properties": properties,
         "additionalProperties": False,
     }
-    required = [f.name for f in c.fields if f.required and f.default is None and f.type != "file"]
+    required = [f.name for f in writable if f.required and f.default is None]
     if creating and required:
         schema["required"] = required
     return schema
@@ -234,181 +246,6 @@ def _error_schema() -> dict[str, Any]:
             }
         },
         "required": ["error"],
-    }
-
-
-_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
-_LIST_PARAMETERS = [
-    {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1}},
-    {"name": "per_page", "in": "query", "schema": {"type": "integer", "minimum": 1}},
-    {
-        "name": "sort",
-        "in": "query",
-        "schema": {"type": "string"},
-        "description": "Comma-separated fields, '-' for descending, e.g. -created,title",
-    },
-    {"name": "skip_total", "in": "query", "schema": {"type": "boolean"}},
-    {
-        "name": "cursor",
-        "in": "query",
-        "schema": {"type": "string"},
-        "description": "next_cursor of the previous page (keyset pagination)",
-    },
-    {
-        "name": "filter",
-        "in": "query",
-        "schema": {"type": "string"},
-        "description": "A condition, e.g. views > 10 AND author.name = 'Ann'",
-    },
-    {
-        "name": "search",
-        "in": "query",
-        "schema": {"type": "string"},
-        "description": "Full-text search over the collection's search fields",
-    },
-]
-_READ_PARAMETERS = [
-    {
-        "name": "expand",
-        "in": "query",
-        "schema": {"type": "string"},
-        "description": "Relations to embed under 'expand', e.g. author,readers.team",
-    },
-    {
-        "name": "fields",
-        "in": "query",
-        "schema": {"type": "string"},
-        "description": "Fields to return, e.g. id,title",
-    },
-]
-
-
-def _collection_paths(c: Collection, title: str) -> dict[str, Any]:
-    base = f"/api/collections/{c.name}/records"
-    record = {"content": json_content(ref(f"{title}Record"))}
-    uploads = multipart_body(c) or {}
-    create = {"required": True, "content": {**json_content(ref(f"{title}Create")), **uploads}}
-    update = {"required": True, "content": {**json_content(ref(f"{title}Update")), **uploads}}
-    tag = [c.name]
-    return {
-        base: {
-            "get": {
-                "operationId": f"list{title}",
-                "tags": tag,
-                "summary": f"List {c.name}",
-                "parameters": [*_LIST_PARAMETERS, *_READ_PARAMETERS],
-                "responses": {
-                    "200": {
-                        "description": "A page of records",
-                        "content": json_content(ref(f"{title}Page")),
-                    },
-                    **errors("400", "401", "403", "404", "503"),
-                },
-            },
-            "post": {
-                "operationId": f"create{title}",
-                "tags": tag,
-                "summary": f"Create a {c.name} record",
-                "requestBody": create,
-                "responses": {
-                    "201": {"description": "Created", **record},
-                    **errors("400", "401", "403", "404", "409", "413", "415"),
-                },
-            },
-        },
-        f"{base}/{{id}}": {
-            "parameters": [_ID],
-            "get": {
-                "operationId": f"get{title}",
-                "tags": tag,
-                "summary": f"Get a {c.name} record",
-                "parameters": _READ_PARAMETERS,
-                "responses": {
-                    "200": {"description": "The record", **record},
-                    **errors("401", "403", "404"),
-                },
-            },
-            "patch": {
-                "operationId": f"update{title}",
-                "tags": tag,
-                "summary": f"Update fields of a {c.name} record",
-                "requestBody": update,
-                "responses": {
-                    "200": {"description": "Updated", **record},
-                    **errors("400", "401", "403", "404", "409"),
-                },
-            },
-            "put": {
-                "operationId": f"upsert{title}",
-                "tags": tag,
-                "summary": f"Create or update the {c.name} record with this id",
-                "requestBody": update,
-                "responses": {
-                    "200": {"description": "Updated", **record},
-                    "201": {"description": "Created", **record},
-                    **errors("400", "401", "403", "409"),
-                },
-            },
-            "delete": {
-                "operationId": f"delete{title}",
-                "tags": tag,
-                "summary": f"Delete a {c.name} record",
-                "responses": {
-                    "204": {"description": "Deleted"},
-                    **errors("401", "403", "404", "409"),
-                },
-            },
-        },
-    }
-
-
-def _batch_operation() -> dict[str, Any]:
-    op = {
-        "type": "object",
-        "properties": {
-            "op": {"enum": ["create", "update", "upsert", "delete"]},
-            "collection": {"type": "string"},
-            "id": {"type": "string", "format": "uuid"},
-            "body": {"type": "object"},
-        },
-        "required": ["op", "collection"],
-    }
-    return {
-        "operationId": "batch",
-        "summary": "Run several writes in one transaction (all or nothing)",
-        "requestBody": {
-            "required": True,
-            "content": json_content(
-                {
-                    "type": "object",
-                    "properties": {"operations": {"type": "array", "items": op}},
-                    "required": ["operations"],
-                }
-            ),
-        },
-        "responses": {
-            "200": {
-                "description": "One result per operation",
-                "content": json_content(
-                    {
-                        "type": "object",
-                        "properties": {
-                            "results": {
-                                "type": "array",
-                                "items": {
-                                    "type": "object",
-                                    "properties": {
-                                        "status": {"type": "integer"},
-                                        "body": {"type": "object"},
-                                    },
-                                },
-                            }
-                        },
-                    }
-                ),
-            },
-            **errors("400", "401", "403", "404", "409", "413"),
-        },
     }
 
 

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from baas.openapi.common import errors, json_content
+from baas.openapi.common import OPTIONAL_AUTH, errors, json_content
+from baas.push import devices, notification
 
 _TAG = ["push"]
 _TEXT = {"type": "string"}
-_IDS = {"type": "array", "items": {"type": "string", "format": "uuid"}}
+_UUID = {"type": "string", "format": "uuid"}
+_IDS = {"type": "array", "items": _UUID, "maxItems": notification.MAX_IDS}
+_MESSAGE_TEXT = {"type": "string", "maxLength": notification.MAX_TEXT}
+# An anonymous install (no bearer token) names itself with its own id.
+_INSTALL_ID = {"type": "string", "pattern": f"^(?:{devices.INSTALL_ID.pattern})$"}
 _DEVICE_IN = {
     "type": "object",
     "required": ["platform", "token"],
@@ -16,10 +21,20 @@ _DEVICE_IN = {
         "platform": {"enum": ["ios", "android"]},
         "token": _TEXT,
         "app_id": _TEXT,
-        "locale": _TEXT,
+        "locale": {"type": "string", "pattern": f"^(?:{devices.LOCALE.pattern})$"},
         "name": _TEXT,
-        "install_id": _TEXT,
-        "user_id": {"type": "string", "format": "uuid"},
+        "install_id": _INSTALL_ID,
+        "user_id": _UUID,
+    },
+}
+_SUBSCRIPTION = {
+    "type": "object",
+    "description": "Optional: a device to subscribe (anonymous installs must name one), or, "
+    "for admins, a user",
+    "properties": {
+        "device_id": {"type": ["string", "null"], "format": "uuid"},  # null: none
+        "install_id": _INSTALL_ID,
+        "user_id": _UUID,
     },
 }
 _DEVICE = {
@@ -39,10 +54,10 @@ _SEND = {
     "properties": {
         "users": _IDS,
         "devices": _IDS,
-        "topics": {"type": "array", "items": _TEXT},
+        "topics": {"type": "array", "items": _TEXT, "maxItems": notification.MAX_TOPICS},
         "filter": _TEXT,
-        "title": _TEXT,
-        "body": _TEXT,
+        "title": _MESSAGE_TEXT,
+        "body": _MESSAGE_TEXT,
         "data": {"type": "object"},
         "badge": {"type": "integer", "minimum": 0},
         "sound": _TEXT,
@@ -50,7 +65,7 @@ _SEND = {
         "thread": _TEXT,
         "collapse_key": _TEXT,
         "priority": {"enum": ["high", "normal"]},
-        "ttl": {"type": "integer", "minimum": 0},
+        "ttl": {"type": "integer", "minimum": 0, "maximum": notification.MAX_TTL_S},
         "locales": {"type": "object"},
         "send_at": {"type": "string", "format": "date-time"},
     },
@@ -99,7 +114,16 @@ _OUTBOX_ENTRY = {
 }
 
 
-def _op(op_id: str, summary: str, status: str, schema: Any, *codes: str, body: Any = None) -> Any:
+def _op(
+    op_id: str,
+    summary: str,
+    status: str,
+    schema: Any,
+    *codes: str,
+    body: Any = None,
+    anonymous: bool = False,
+) -> Any:
+    """An operation; `anonymous`: an install without an account may call it (by install_id)."""
     operation: dict[str, Any] = {
         "operationId": op_id,
         "tags": _TAG,
@@ -113,7 +137,13 @@ def _op(op_id: str, summary: str, status: str, schema: Any, *codes: str, body: A
     }
     if body is not None:
         operation["requestBody"] = {"required": True, "content": json_content(body)}
+    if anonymous:
+        operation["security"] = OPTIONAL_AUTH
     return operation
+
+
+def _query(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "query", "schema": schema}
 
 
 def _path(name: str, fmt: str | None = None) -> dict[str, Any]:
@@ -124,34 +154,44 @@ def _path(name: str, fmt: str | None = None) -> dict[str, Any]:
 def push_paths() -> dict[str, Any]:
     items = {"type": "object", "properties": {"items": {"type": "array", "items": _DEVICE}}}
     message_id = [_path("id", "uuid")]
+    install = _query("install_id", _INSTALL_ID)
     return {
         "/api/push/devices": {
-            "get": _op("listDevices", "The caller's devices", "200", items, "400"),
+            "get": {
+                **_op("listDevices", "The caller's devices", "200", items, "400", anonymous=True),
+                "parameters": [_query("user_id", _UUID), install],
+            },
             "post": _op(
                 "registerDevice",
                 "Register or update a device",
                 "201",
                 _DEVICE,
                 "400",
+                "403",
                 "409",
                 body=_DEVICE_IN,
+                anonymous=True,
             ),
         },
         "/api/push/devices/{id}": {
             "parameters": [_path("id", "uuid")],
-            "delete": _op("unregisterDevice", "Unregister a device", "204", None, "404"),
+            "delete": {
+                **_op(
+                    "unregisterDevice", "Unregister a device", "204", None, "404", anonymous=True
+                ),
+                "parameters": [install],
+            },
         },
         "/api/push/topics": {
-            "get": _op("myTopics", "The caller's topics", "200", {"type": "object"}, "400"),
+            "get": {
+                **_op("myTopics", "The caller's topics", "200", {"type": "object"}, anonymous=True),
+                "parameters": [install],
+            },
         },
         "/api/push/topics/{topic}/subscribe": {
             "parameters": [_path("topic")],
-            "post": _op(
-                "subscribeTopic", "Subscribe", "200", {"type": "object"}, "400", "403", "404"
-            ),
-            "delete": _op(
-                "unsubscribeTopic", "Unsubscribe", "200", {"type": "object"}, "400", "404"
-            ),
+            "post": _subscription("subscribeTopic", "Subscribe"),
+            "delete": _subscription("unsubscribeTopic", "Unsubscribe"),
         },
         "/api/push/send": {
             "post": _op(
@@ -205,3 +245,12 @@ def push_paths() -> dict[str, Any]:
             "get": _op("pushOutboxEntry", "One outbox entry", "200", _OUTBOX_ENTRY, "403", "404"),
         },
     }
+
+
+def _subscription(op_id: str, summary: str) -> dict[str, Any]:
+    operation: dict[str, Any] = _op(
+        op_id, summary, "200", {"type": "object"}, "403", "404", anonymous=True
+    )
+    # The body is optional: a signed-in user subscribes themself.
+    operation["requestBody"] = {"required": False, "content": json_content(_SUBSCRIPTION)}
+    return operation

@@ -65,6 +65,7 @@ async def send(request: Request) -> Response:
 
 
 async def get_message(request: Request) -> Response:
+    service.require_signed_in(identity(request))
     list_params.reject_unknown(query_params(request), ())
     message = await service.message_status(
         context(request), request.path_params["id"], identity(request)

@@ -45,21 +45,29 @@ class Owner:
     install_id: str | None
 
 
+_INSTALL_ID_SHAPE = "16-100 of A-Z a-z 0-9 _ -"
+
+
 def owner(caller: Identity, body_user: Any, install_id: Any) -> Owner:
-    """Whose devices the caller acts on: their own; an admin may name a user."""
-    if caller.is_admin and body_user is not None:
+    """Whose devices the caller acts on: their own; an admin may name a user. A `user_id`
+    that is not an id is refused whoever sends it (never silently ignored)."""
+    valid_install = isinstance(install_id, str) and INSTALL_ID.fullmatch(install_id)
+    if install_id is not None and not valid_install:
+        raise ValidationFailed({"install_id": field_error("invalid", _INSTALL_ID_SHAPE)})
+    if body_user is not None:
         uid = record_id(body_user) if isinstance(body_user, str) else None
         if uid is None:
             raise ValidationFailed({"user_id": field_error("invalid", "a user id")})
-        return Owner(uid, None)
+        if caller.is_admin:
+            return Owner(uid, None)
     if caller.kind == "user" and caller.id:
         return Owner(caller.id, None)
-    if isinstance(install_id, str) and INSTALL_ID.fullmatch(install_id):
+    if valid_install:
         return Owner(None, install_id)
     raise ValidationFailed(
         {
             "install_id": field_error(
-                "required", "sign in, or send the install's own id (16-100 of A-Z a-z 0-9 _ -)"
+                "required", f"sign in, or send the install's own id ({_INSTALL_ID_SHAPE})"
             )
         }
     )
@@ -237,7 +245,8 @@ async def subscribe(
     """Join (or leave) `topic`: a device (`device_id`) or the signed-in user (all their devices)."""
     if not valid_topic(topic):
         raise ValidationFailed({"topic": field_error("invalid", "1-200 of A-Z a-z 0-9 - _ . ~ %")})
-    body = body if isinstance(body, dict) else {}
+    if not isinstance(body, dict):
+        raise ValidationFailed({"body": field_error("invalid_body", "send a JSON object")})
     device = body.get("device_id")
     if device is not None:
         found = await _owned(
@@ -252,7 +261,7 @@ async def subscribe(
             )
         await _toggle(ctx, "push_topic_devices", "device_id", found, topic, on)
         return {"topic": topic, "device_id": found, "subscribed": on}
-    who = owner(caller, body.get("user_id"), None)
+    who = owner(caller, body.get("user_id"), body.get("install_id"))  # (refuses a malformed one)
     if who.user_id is None:
         raise Forbidden(
             "anonymous installs subscribe a device: send device_id", code="device_required"

@@ -14,7 +14,7 @@ from baas.auth.identity import Identity
 from baas.context import AppContext
 from baas.db.pool import Executor
 from baas.db.sqltree import Params
-from baas.errors import Conflict, Forbidden, NotFound
+from baas.errors import Conflict, Forbidden, NotFound, Unauthorized
 from baas.jobs import queue
 from baas.push import access, reach
 from baas.push.notification import SendRequest, parse_send
@@ -27,6 +27,7 @@ PENDING = ("queued", "sending", "retrying")
 
 async def send(ctx: AppContext, caller: Identity, body: Any) -> dict[str, Any]:
     """Validate and queue a message; its id and state."""
+    require_signed_in(caller)
     request = parse_send(body)
     await _authorize(ctx, caller, request)
     if request.target.filter is not None:
@@ -80,7 +81,15 @@ def sender(caller: Identity) -> str:
     return f"user:{caller.id}" if caller.kind == "user" else caller.label
 
 
+def require_signed_in(caller: Identity) -> None:
+    """Sending, and reading what was sent, needs credentials: without any, a 401 (not a 403:
+    signing in, or a service key, is what would help)."""
+    if caller.kind == "anonymous":
+        raise Unauthorized("sign in, or use a service key, to send push or read what was sent")
+
+
 def require_admin(caller: Identity) -> None:
+    require_signed_in(caller)
     if not caller.is_admin:
         raise Forbidden("for admins and service keys", code="push_not_allowed")
 

@@ -176,3 +176,22 @@ def test_the_limit_is_a_setting_in_every_worker(
             ask(small.port, get("/api/health", "X-Pad: " + "h" * 3000, "Connection: close")).status
             == 200
         )
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GET /api/health/live?q=\x00\x01 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",  # control bytes
+        b"GET /api/health/live HTTP/1.1\r\nBad Header\r\n\r\n",  # a header without a colon
+    ],
+    ids=["request-line", "header"],
+)
+def test_bytes_the_parser_cannot_read_get_our_json_400(server: Server, raw: bytes) -> None:
+    answer = ask(server.port, raw)
+    assert answer.status == 400, answer
+    assert answer.headers["content-type"] == "application/json"
+    assert answer.json()["error"]["code"] == "malformed_request"
+    assert "HTTP/1.1" in answer.json()["error"]["message"]
+    assert answer.headers["connection"] == "close"
+    assert ask(server.port, get("/api/health/live")).status == 200  # the server goes on
+    assert tracebacks(server) == 0

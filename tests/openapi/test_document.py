@@ -208,8 +208,8 @@ async def test_component_names_never_collide(admin: httpx.AsyncClient) -> None:
 async def test_document_follows_schema_changes(admin: httpx.AsyncClient, ctx: AppContext) -> None:
     await apply_schema(admin, SCHEMA)
     first = await _document(admin)
-    assert openapi_document(ctx.schema, ctx.settings.base_url, "1") is openapi_document(
-        ctx.schema, ctx.settings.base_url, "1"
+    assert openapi_document(ctx.schema, ctx.settings, "1") is openapi_document(
+        ctx.schema, ctx.settings, "1"
     )  # built once per schema version
     changed = {"collections": {**SCHEMA["collections"], "comments": {"fields": {"body": "text"}}}}
     await apply_schema(admin, changed)
@@ -388,3 +388,165 @@ async def test_every_route_is_described(admin) -> None:  # type: ignore[no-untyp
         for method in r.methods or ():
             if method != "HEAD":
                 assert method.lower() in document["paths"][path], (path, method)
+
+
+# -- the document is exact: security, statuses, writable fields, media types, bounds -------------
+
+
+def _operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (path, method, op)
+        for path, item in document["paths"].items()
+        for method, op in item.items()
+        if method != "parameters"
+    ]
+
+
+async def test_records_and_push_take_an_optional_token(
+    admin: httpx.AsyncClient, anon: httpx.AsyncClient, document: dict[str, Any]
+) -> None:
+    optional = [{}, {"bearer": []}]
+    for path, method, op in _operations(document):
+        if path.startswith("/api/collections/") or path == "/api/batch":
+            assert op["security"] == optional, (path, method)
+    for path in ("/api/push/devices", "/api/push/topics"):
+        assert document["paths"][path]["get"]["security"] == optional
+    assert "security" not in document["paths"]["/api/push/send"]["post"]  # the default: bearer
+    assert document["security"] == [{"bearer": []}]
+    public = {"collections": {**SCHEMA["collections"], "notes": {"rules": {"list": ""}}}}
+    await apply_schema(admin, public)
+    listed = await anon.get("/api/collections/notes/records")
+    assert listed.status_code == 200  # no token, and none needed
+    sent = await anon.post("/api/push/send", json={"title": "hi", "users": []})
+    assert sent.status_code == 401  # credentials would help: documented, and not a 403
+    assert "401" in document["paths"]["/api/push/send"]["post"]["responses"]
+
+
+async def test_every_operation_lists_the_statuses_of_the_layers_it_crosses(
+    document: dict[str, Any],
+) -> None:
+    for path, method, op in _operations(document):
+        responses = op["responses"]
+        assert {"401", "414", "431"} <= set(responses), (path, method)
+        body = op.get("requestBody")
+        if body is not None:
+            assert {"400", "413"} <= set(responses), (path, method)
+            if "application/json" in body["content"]:
+                assert "415" in responses, (path, method)
+        if path not in ("/api/auth/jwks.json", "/api/auth/methods", "/api/health/live"):
+            assert "503" in responses, (path, method)
+    item = document["paths"][f"{POSTS}/{{id}}"]
+    assert "400" in item["get"]["responses"]  # fields=, expand=, unknown parameters
+    assert {"404", "415"} <= set(item["put"]["responses"])
+    assert set(item["put"]["requestBody"]["content"]) == {"application/json"}
+
+
+async def test_the_statuses_the_server_answers_are_documented(
+    admin: httpx.AsyncClient, anon: httpx.AsyncClient, document: dict[str, Any]
+) -> None:
+    ada = await _author(admin)
+    post = await admin.post(POSTS, json={"title": "t", "author": ada["id"]})
+    assert post.status_code == 201
+    url = f"{POSTS}/{post.json()['id']}"
+    bad_fields = await admin.get(url, params={"fields": "nope"})
+    multipart_put = await admin.put(url, files={"cover": ("a.txt", b"x", "text/plain")})
+    rules = {"rules": {"view": "", "update": "title = 'never'"}}
+    await apply_schema(
+        admin,
+        {
+            "collections": {
+                **SCHEMA["collections"],
+                "blog_posts": {**SCHEMA["collections"]["blog_posts"], **rules},
+            }
+        },
+    )
+    refused_update = await anon.patch(url, json={"views": 2})
+    for response, method, status in (
+        (bad_fields, "get", 400),
+        (multipart_put, "put", 415),
+        (refused_update, "patch", 404),
+    ):
+        assert response.status_code == status, response.text
+        assert str(status) in document["paths"][f"{POSTS}/{{id}}"][method]["responses"]
+        _conforms(document, "Error", response.json())
+
+
+async def test_users_auth_fields_are_not_offered_as_writable(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+    system = {"email", "password_hash", "verified", "disabled", "anonymous", "last_sign_in"}
+    for name in ("UsersCreate", "UsersUpdate"):
+        assert not system & set(schemas[name]["properties"]), name
+        assert schemas[name]["additionalProperties"] is False
+    users = [v for k, v in schemas.items() if k.startswith("Users")]
+    others = {p: v for p, v in document["paths"].items() if "authors" not in p}
+    assert "password_hash" not in str((users, others))  # the column is never named
+    record = schemas["UsersRecord"]
+    assert {"verified", "disabled", "anonymous"} <= set(record["properties"])
+    assert not {"verified", "disabled", "anonymous"} & set(record["required"])  # private
+    assert "email" not in record["properties"]  # hidden
+    assert "id" not in schemas["BlogPostsUpdate"]["properties"]  # the id is in the path
+
+
+async def test_users_records_conform_for_the_account_and_for_others(
+    admin: httpx.AsyncClient, document: dict[str, Any], ctx: AppContext
+) -> None:
+    created = await admin.post(
+        "/api/admin/users", json={"email": "ann@example.com", "password": "a long passphrase 42"}
+    )
+    assert created.status_code == 201, created.text
+    own = await admin.get(f"/api/collections/users/records/{created.json()['id']}")
+    assert own.status_code == 200
+    _conforms(document, "UsersRecord", own.json())
+    _conforms(document, "UsersRecord", {k: v for k, v in own.json().items() if k != "verified"})
+
+
+async def test_jwks_is_declared_with_its_media_type(
+    anon: httpx.AsyncClient, document: dict[str, Any]
+) -> None:
+    ok = document["paths"]["/api/auth/jwks.json"]["get"]["responses"]["200"]
+    assert set(ok["content"]) == {"application/jwk-set+json"}
+    response = await anon.get("/api/auth/jwks.json")
+    assert response.headers["content-type"].startswith("application/jwk-set+json")
+    jsonschema.validate(response.json(), ok["content"]["application/jwk-set+json"]["schema"])
+
+
+async def test_search_is_offered_only_where_declared(admin: httpx.AsyncClient) -> None:
+    searchable = {**SCHEMA["collections"]["blog_posts"], "search": ["title"]}
+    await apply_schema(admin, {"collections": {**SCHEMA["collections"], "blog_posts": searchable}})
+    document = await _document(admin)
+
+    def names(path: str) -> set[str]:
+        return {p["name"] for p in document["paths"][path]["get"]["parameters"]}
+
+    assert "search" in names(POSTS)
+    assert "search" not in names(AUTHORS)
+    refused = await admin.get(AUTHORS, params={"search": "x"})
+    assert refused.status_code == 400
+
+
+async def test_list_bounds_come_from_the_settings(
+    admin: httpx.AsyncClient, document: dict[str, Any], ctx: AppContext
+) -> None:
+    parameters = {p["name"]: p["schema"] for p in document["paths"][POSTS]["get"]["parameters"]}
+    settings = ctx.settings
+    assert parameters["per_page"]["maximum"] == settings.max_per_page
+    assert parameters["per_page"]["minimum"] == 1
+    assert parameters["filter"]["maxLength"] == settings.max_filter_length
+    assert parameters["page"]["minimum"] == 1
+    too_many = await admin.get(POSTS, params={"per_page": settings.max_per_page + 1})
+    assert too_many.status_code == 400
+    most = await admin.get(POSTS, params={"per_page": settings.max_per_page})
+    assert most.status_code == 200
+    batch = document["paths"]["/api/batch"]["post"]["requestBody"]["content"]
+    operations = batch["application/json"]["schema"]["properties"]["operations"]
+    assert operations["maxItems"] == settings.max_batch_operations
+
+
+async def test_auth_refusals_are_documented(document: dict[str, Any]) -> None:
+    paths = document["paths"]
+    assert "403" in paths["/api/auth/email-change"]["post"]["responses"]  # wrong_password
+    assert "403" in paths["/api/auth/password"]["post"]["responses"]
+    for path in ("/api/auth/mfa/totp/disable", "/api/auth/mfa/recovery-codes"):
+        assert {"409", "429"} <= set(paths[path]["post"]["responses"])  # mfa_not_enabled
+    oidc = paths["/api/auth/oidc/{provider}"]["post"]
+    assert oidc["security"] == [{}, {"bearer": []}]  # signs in, or links when signed in

@@ -163,9 +163,10 @@ async def test_the_outbox_api_filters_pages_and_is_for_admins(bare: httpx.AsyncC
     assert missing.status_code == 404
     assert missing.json()["error"]["code"] == "outbox_entry_not_found"
     assert (await bare.get("/api/push/outbox/x", headers=ADMIN)).status_code == 404
-    for headers in ({}, as_user(ana)):
-        refused = await bare.get("/api/push/outbox", headers=headers)
-        assert refused.status_code == 403 and refused.json()["error"]["code"] == "push_not_allowed"
+    anonymous = await bare.get("/api/push/outbox")
+    assert anonymous.status_code == 401 and anonymous.json()["error"]["code"] == "unauthorized"
+    refused = await bare.get("/api/push/outbox", headers=as_user(ana))
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "push_not_allowed"
 
 
 async def test_the_outbox_forgets_old_entries_and_keeps_at_most_its_limit(

@@ -68,6 +68,25 @@ async def test_anonymous_installs_manage_their_devices_with_their_install_id(
         "/api/push/devices", json={"platform": "ios", "token": ios_token(), "app_id": BUNDLE_ID}
     )
     assert nobody.status_code == 400 and "install_id" in nobody.json()["error"]["fields"]
+    # A user_id that is not an id is refused whoever sends it, never silently ignored.
+    for headers in ({}, as_user(new_user())):
+        malformed = await api.get(
+            "/api/push/devices", params={"install_id": install, "user_id": "â"}, headers=headers
+        )
+        assert malformed.status_code == 400, malformed.text
+        assert set(malformed.json()["error"]["fields"]) == {"user_id"}
+    # So is a malformed install_id, even from a signed-in user (whose devices need none).
+    signed_in = await api.get(
+        "/api/push/devices", params={"install_id": ""}, headers=as_user(new_user())
+    )
+    assert signed_in.status_code == 400, signed_in.text
+    assert set(signed_in.json()["error"]["fields"]) == {"install_id"}
+    # A subscription's body, when there is one, is an object.
+    listed_body = await api.request(
+        "DELETE", "/api/push/topics/news/subscribe", json=[None], headers=as_user(new_user())
+    )
+    assert listed_body.status_code == 400, listed_body.text
+    assert listed_body.json()["error"]["fields"]["body"]["code"] == "invalid_body"
 
 
 async def test_bad_registrations_say_what_is_wrong_with_each_value(api: httpx.AsyncClient) -> None:
