@@ -19,10 +19,12 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "config", "query", "loops", "logs"),  # no domain knowledge
     ("net", "db"),  # the guarded outbound client; pool, transactions, sqltree
     ("schema", "rules"),  # collections as data; the rule engine over the query engine
-    ("jobs", "http", "openapi"),  # the queue; request plumbing; the generated document
+    ("jobs", "http"),  # the queue; request plumbing
     # services, each using only those before it
     ("records", "auth", "storage", "push", "runtime_settings", "realtime", "admin"),
-    ("background", "context"),  # the background loops; the bag every service is handed today
+    # the background loops; the bag every service is handed today; the generated document, which
+    # reads the services' limits to describe them
+    ("background", "context", "openapi"),
     ("app",),  # the composition root
     ("cli",),
 )
