@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
 
@@ -126,6 +127,20 @@ def fail(exc: ApiError, subject: str = "the schema") -> NoReturn:
     for step in exc.details.get("steps", []):
         typer.secho(f"  - {step}", fg="yellow", err=True)
     raise typer.Exit(1)
+
+
+def refuse(message: str) -> NoReturn:
+    typer.secho(message, fg="red", err=True)
+    raise typer.Exit(1)
+
+
+def confirm(question: str, *, refusal: str, flag: str) -> None:
+    """Go on once the operator answers yes; without a terminal to ask on (a script, CI), exit
+    with `refusal` and the flag that confirms up front, rather than read a missing answer."""
+    if not sys.stdin.isatty():
+        refuse(f"{refusal} without confirmation (no terminal to ask on); re-run with {flag}.")
+    if not typer.confirm(question):
+        refuse("Nothing done.")
 
 
 def operator() -> str:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import typer
 
@@ -14,8 +13,8 @@ from baas.schema import service
 from baas.schema.diff import Plan
 from baas.schema.document import SchemaError, parse_document, to_document
 from baas.schema.jsonschema import schema_file_jsonschema
-from baas.schema.yamlio import dump_yaml, load_yaml
-from cli.runtime import fail, load_settings, operator, run_with_db
+from baas.schema.yamlio import dump_yaml, load_yaml, rewrite_yaml
+from cli.runtime import confirm, fail, load_settings, operator, refuse, run_with_db
 
 app = typer.Typer(
     help="Manage collections as code: validate, diff, apply, pull, history.",
@@ -111,34 +110,48 @@ def apply(
 def _confirm(plan: Plan, allow_destructive: bool, yes: bool) -> None:
     """Exit unless destructive steps are allowed and the change is confirmed (--yes or y)."""
     if plan.destructive_steps and not allow_destructive:
-        _refuse("Refusing destructive steps; re-run with --allow-destructive to confirm.")
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        _refuse("Refusing to apply without confirmation; re-run with --yes.")
-    if not typer.confirm("Apply these changes?"):
-        _refuse("Nothing applied.")
-
-
-def _refuse(message: str) -> NoReturn:
-    typer.secho(message, fg="red", err=True)
-    raise typer.Exit(1)
+        refuse("Refusing destructive steps; re-run with --allow-destructive to confirm.")
+    if not yes:
+        confirm("Apply these changes?", refusal="Refusing to apply", flag="--yes")
 
 
 @app.command()
 def pull(
     file: Path = FileOption,
     stdout: bool = typer.Option(False, "--stdout", help="Print instead of writing the file."),
+    force: bool = typer.Option(
+        False, "--force", help="Overwrite a schema file that differs without asking."
+    ),
 ) -> None:
-    """Write the live schema to the schema file."""
+    """Write the live schema to the schema file. A file that differs is overwritten only once
+    confirmed (or with --force); the old one is kept as FILE.bak, and so is the text of every
+    collection that did not change (comments, short forms, order)."""
     schema = run_with_db(load_settings(), service.load)
-    text = dump_yaml(to_document(schema))
+    document = to_document(schema)
     if stdout:
-        typer.echo(text, nl=False)
+        typer.echo(dump_yaml(document), nl=False)
         return
     path = _schema_file(file)
+    old = path.read_text(encoding="utf-8") if path.is_file() else None
+    text, kept = (dump_yaml(document), ()) if old is None else rewrite_yaml(old, document)
+    if text == old:
+        typer.echo(f"{path} already matches schema version {schema.version}; left as it is.")
+        return
+    backup = path.with_name(path.name + ".bak")
+    if old is not None:
+        if not force:
+            confirm(
+                f"{path} differs from the live schema (version {schema.version}). Overwrite it, "
+                f"keeping the old file as {backup}?",
+                refusal=f"Refusing to overwrite {path}",
+                flag=f"--force (the old file is kept as {backup.name}), or print it with --stdout",
+            )
+        backup.write_text(old, encoding="utf-8")
     path.write_text(text, encoding="utf-8")
     typer.echo(f"Wrote schema version {schema.version} to {path}.")
+    if old is not None:
+        unchanged = f"; {', '.join(kept)} kept as written" if kept else ""
+        typer.echo(f"The previous file is kept as {backup}{unchanged}.")
 
 
 @app.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pty
 import subprocess
 import sys
 from collections.abc import Callable
@@ -58,6 +59,33 @@ def baas(database_url: str, tmp_path: Path) -> Baas:
             timeout=60,
             check=False,
         )
+        return Result(done.returncode, done.stdout, done.stderr)
+
+    return run
+
+
+@pytest.fixture
+def baas_on_terminal(database_url: str, tmp_path: Path) -> Baas:
+    """`baas`, with standard input on a (pseudo-)terminal that answers `answer` to a prompt."""
+    env = _env(database_url, tmp_path)
+
+    def run(*args: str, answer: str) -> Result:
+        controller, terminal = pty.openpty()
+        try:
+            os.write(controller, answer.encode() + b"\n")  # the terminal holds it until read
+            done = subprocess.run(
+                [BAAS, *args],
+                cwd=tmp_path,
+                env=env,
+                stdin=terminal,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+        finally:
+            os.close(terminal)
+            os.close(controller)
         return Result(done.returncode, done.stdout, done.stderr)
 
     return run

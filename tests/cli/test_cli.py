@@ -180,6 +180,62 @@ def test_pull_writes_the_schema_file(baas: Baas, tmp_path: Path) -> None:
     assert "No changes" in _ok(baas("schema", "diff")).out
 
 
+HAND_WRITTEN = """\
+# yaml-language-server: $schema=./baas.schema.json
+# The blog's collections.
+collections:
+  # What the front page lists
+  posts:
+    fields:
+      title: {type: text, required: true, max: 200}   # short titles
+      body: text
+      views: {type: integer, min: 0, default: 0}
+    indexes:
+      - [views, created]
+"""
+
+
+def test_pull_never_overwrites_a_hand_written_file_unasked(
+    baas: Baas, baas_on_terminal: Baas, tmp_path: Path
+) -> None:
+    schema_file = tmp_path / "baas.yaml"
+    backup = tmp_path / "baas.yaml.bak"
+    schema_file.write_text(HAND_WRITTEN)
+    _ok(baas("schema", "apply", "--yes"))
+    same = _ok(baas("schema", "pull"))
+    assert "already matches schema version 2; left as it is" in same.out
+    assert schema_file.read_text() == HAND_WRITTEN and not backup.exists()
+
+    with_tags = json.loads(json.dumps(POSTS))
+    with_tags["collections"]["tags"] = {"fields": {"name": {"type": "text", "unique": True}}}
+    _ok(baas("schema", "apply", "--yes", "--file", str(_write(tmp_path, with_tags, "new.yaml"))))
+
+    refused = baas("schema", "pull")  # a script: no terminal to ask on
+    assert refused.code == 1, refused.text
+    assert "Refusing to overwrite baas.yaml" in refused.err
+    assert "--force" in refused.err and "--stdout" in refused.err
+    assert schema_file.read_text() == HAND_WRITTEN and not backup.exists()
+    declined = baas_on_terminal("schema", "pull", answer="n")
+    assert declined.code == 1, declined.text
+    assert "Overwrite it, keeping the old file as baas.yaml.bak?" in declined.out
+    assert schema_file.read_text() == HAND_WRITTEN and not backup.exists()
+
+    for pull in (
+        lambda: baas_on_terminal("schema", "pull", answer="y"),
+        lambda: baas("schema", "pull", "--force"),
+    ):
+        schema_file.write_text(HAND_WRITTEN)
+        pulled = _ok(pull())
+        assert backup.read_text() == HAND_WRITTEN
+        assert "Wrote schema version 3 to baas.yaml." in pulled.out
+        assert "The previous file is kept as baas.yaml.bak; posts kept as written." in pulled.out
+        text = schema_file.read_text()
+        assert text.startswith(HAND_WRITTEN)  # comments and short forms of posts kept
+        assert "tags:" in text
+        assert parse_document(load_yaml(text)) == parse_document(with_tags)
+        assert "No changes" in _ok(baas("schema", "diff")).out
+
+
 def test_schema_file_from_env_and_flag(baas: Baas, tmp_path: Path, database_url: str) -> None:
     _write(tmp_path, POSTS, "other.yaml")
     assert "create collection posts" in _ok(baas("schema", "diff", "-f", "other.yaml")).out
@@ -200,8 +256,23 @@ def test_apply_without_yes_and_without_a_terminal_refuses(
     _write(tmp_path, POSTS)
     result = baas("schema", "apply")
     assert result.code == 1, result.text
-    assert "--yes" in result.err
+    assert "Refusing to apply without confirmation (no terminal to ask on)" in result.err
+    assert "re-run with --yes" in result.err
     assert _columns(database_url, "posts") == []
+
+
+def test_apply_asks_on_a_terminal(
+    baas_on_terminal: Baas, tmp_path: Path, database_url: str
+) -> None:
+    _write(tmp_path, POSTS)
+    declined = baas_on_terminal("schema", "apply", answer="n")
+    assert declined.code == 1, declined.text
+    assert "Apply these changes?" in declined.out
+    assert "Nothing done." in declined.err
+    assert _columns(database_url, "posts") == []
+    applied = _ok(baas_on_terminal("schema", "apply", answer="y"))
+    assert "Applied: the schema is now at version 2." in applied.out
+    assert "title" in _columns(database_url, "posts")
 
 
 def test_destructive_change_needs_confirmation(
