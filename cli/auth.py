@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from typing import Any
 
 import typer
@@ -13,7 +15,7 @@ from baas.auth.identity import Identity
 from baas.context import AppContext
 from baas.errors import ApiError, NotFound
 from baas.runtime_settings import update as update_settings
-from cli.runtime import fail, load_settings, operator, run_with_context
+from cli.runtime import confirm, fail, load_settings, operator, refuse, run_with_context
 
 superuser_app = typer.Typer(help="Console administrators.", no_args_is_help=True)
 users_app = typer.Typer(help="App users (the built-in users collection).", no_args_is_help=True)
@@ -26,8 +28,26 @@ signing_app = typer.Typer(help="The keys access tokens are signed with.", no_arg
 CLI = Identity("service", name="cli")
 
 
-def _password(prompt: str = "Password") -> str:
-    return str(typer.prompt(prompt, hide_input=True, confirmation_prompt=True))
+PASSWORD_ENV = "BAAS_SUPERUSER_PASSWORD"  # noqa: S105 (the variable's name)
+PasswordStdinOption = typer.Option(
+    False, "--password-stdin", help="Read the password from the first line of standard input."
+)
+
+
+def _password(from_stdin: bool, env: str | None = None) -> str:
+    """The new password: standard input's first line (--password-stdin), the variable `env`, or
+    asked twice on the terminal, never echoed. A script with none of them is told what to pass."""
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            refuse("--password-stdin: standard input held no password (one line expected).")
+        return password
+    if env and os.environ.get(env):
+        return os.environ[env]
+    if not sys.stdin.isatty():
+        also = f", or set {env}" if env else ""
+        refuse(f"No terminal to ask for the password on: pass it with --password-stdin{also}.")
+    return str(typer.prompt("Password", hide_input=True, confirmation_prompt=True))
 
 
 def _run(action: Any) -> Any:
@@ -58,10 +78,12 @@ async def _user_id(ctx: AppContext, who: str) -> str:
 @superuser_app.command("create")
 def superuser_create(
     email: str = typer.Argument(..., help="The administrator's email (their console sign-in)."),
+    password_stdin: bool = PasswordStdinOption,
 ) -> None:
-    """Create a console administrator; prompts for the password."""
+    """Create a console administrator; the password is asked on the terminal, or read from
+    standard input (--password-stdin) or BAAS_SUPERUSER_PASSWORD for scripts."""
     email = _address(email)
-    password = _password()
+    password = _password(password_stdin, PASSWORD_ENV)
 
     async def create(ctx: AppContext) -> dict[str, Any]:
         row = await superusers.create(
@@ -120,11 +142,12 @@ def users_create(
         True, "--password/--no-password", help="Prompt for a password (or let them reset one)."
     ),
     verified: bool = typer.Option(False, "--verified", help="Mark the address as confirmed."),
+    password_stdin: bool = PasswordStdinOption,
 ) -> None:
     """Create a user."""
     body: dict[str, Any] = {"email": _address(email), "verified": verified}
     if password:
-        body["password"] = _password()
+        body["password"] = _password(password_stdin)
     row = _run(lambda ctx: users.admin_create(ctx, CLI, body))
     typer.secho(f"User {row['email']} created ({row['id']}).", fg="green")
 
@@ -156,7 +179,7 @@ def users_delete(
 ) -> None:
     """Delete a user with their sessions and sign-in methods."""
     if not yes:
-        typer.confirm(f"Delete user {who}?", abort=True)
+        confirm(f"Delete user {who}?", refusal=f"Refusing to delete user {who}", flag="--yes")
 
     async def delete(ctx: AppContext) -> None:
         await users.admin_delete(ctx, await _user_id(ctx, who))

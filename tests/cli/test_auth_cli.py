@@ -21,7 +21,7 @@ PASSWORD = "a long enough passphrase 42"
 
 def test_superuser_create_prompts_and_can_sign_in(baas: Baas, database_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     created = _ok(
-        baas("superuser", "create", "Root@Example.com", stdin=f"{PASSWORD}\n{PASSWORD}\n")
+        baas("superuser", "create", "Root@Example.com", "--password-stdin", stdin=f"{PASSWORD}\n")
     )
     assert "Superuser root@example.com created" in created.out
     assert PASSWORD not in created.text  # never echoed
@@ -30,16 +30,38 @@ def test_superuser_create_prompts_and_can_sign_in(baas: Baas, database_url: str,
     assert row["password_hash"].startswith("$argon2id$")
     assert "root@example.com" in _ok(baas("superuser", "list")).out
 
-    weak = baas("superuser", "create", "b@example.com", stdin="password\npassword\n")
+    weak = baas("superuser", "create", "b@example.com", "--password-stdin", stdin="password\n")
     assert weak.code == 1
     assert "password" in weak.err
     assert "Traceback" not in weak.err
-    taken = baas("superuser", "create", "root@example.com", stdin=f"{PASSWORD}\n{PASSWORD}\n")
+    taken = baas("superuser", "create", "root@example.com", "--password-stdin", stdin=PASSWORD)
     assert taken.code == 1 and "exists" in taken.err
 
 
+def test_superuser_password_for_scripts(baas: Baas, database_url: str) -> None:
+    from_env = _ok(
+        baas(
+            "superuser", "create", "a@example.com", extra_env={"BAAS_SUPERUSER_PASSWORD": PASSWORD}
+        )
+    )
+    assert "Superuser a@example.com created" in from_env.out
+    assert PASSWORD not in from_env.text
+
+    for stdin in ("", "\n"):
+        empty = baas("superuser", "create", "b@example.com", "--password-stdin", stdin=stdin)
+        assert empty.code == 1 and "standard input held no password" in empty.err
+    script = baas("superuser", "create", "b@example.com")  # no terminal, no password given
+    assert script.code == 1
+    assert "--password-stdin" in script.err and "BAAS_SUPERUSER_PASSWORD" in script.err
+    assert "Traceback" not in script.err
+    rows = _query(database_url, "SELECT email FROM baas.superusers")
+    assert [r["email"] for r in rows] == ["a@example.com"]
+
+
 def test_users_lifecycle(baas: Baas, database_url: str) -> None:
-    out = _ok(baas("users", "create", "ann@example.com", "--verified", stdin=f"{PASSWORD}\n" * 2))
+    out = _ok(
+        baas("users", "create", "ann@example.com", "--verified", "--password-stdin", stdin=PASSWORD)
+    )
     user_id = re.search(r"\(([0-9a-f-]{36})\)", out.out).group(1)  # type: ignore[union-attr]
     _ok(baas("users", "create", "bob@example.com", "--no-password"))
     listed = _ok(baas("users", "list")).out
@@ -61,6 +83,10 @@ def test_users_lifecycle(baas: Baas, database_url: str) -> None:
     _ok(baas("users", "enable", "ann@example.com"))
     assert _query(database_url, "SELECT disabled FROM users WHERE id = $1", user_id)[0][0] is False
 
+    unconfirmed = baas("users", "delete", "ann@example.com")  # a script: no terminal
+    assert unconfirmed.code == 1
+    assert "Refusing to delete user ann@example.com" in unconfirmed.err
+    assert "re-run with --yes" in unconfirmed.err
     _ok(baas("users", "delete", "ann@example.com", "--yes"))
     assert _query(database_url, "SELECT count(*) FROM users")[0][0] == 1
     missing = baas("users", "disable", "nobody@example.com")

@@ -224,6 +224,7 @@ def test_pull_never_overwrites_a_hand_written_file_unasked(
         lambda: baas_on_terminal("schema", "pull", answer="y"),
         lambda: baas("schema", "pull", "--force"),
     ):
+        schema_file.write_text(HAND_WRITTEN)
         pulled = _ok(pull())
         assert backup.read_text() == HAND_WRITTEN
         assert "Wrote schema version 3 to baas.yaml." in pulled.out
@@ -233,7 +234,6 @@ def test_pull_never_overwrites_a_hand_written_file_unasked(
         assert "tags:" in text
         assert parse_document(load_yaml(text)) == parse_document(with_tags)
         assert "No changes" in _ok(baas("schema", "diff")).out
-        schema_file.write_text(HAND_WRITTEN)
 
 
 def test_schema_file_from_env_and_flag(baas: Baas, tmp_path: Path, database_url: str) -> None:
@@ -256,8 +256,23 @@ def test_apply_without_yes_and_without_a_terminal_refuses(
     _write(tmp_path, POSTS)
     result = baas("schema", "apply")
     assert result.code == 1, result.text
-    assert "--yes" in result.err
+    assert "Refusing to apply without confirmation (no terminal to ask on)" in result.err
+    assert "re-run with --yes" in result.err
     assert _columns(database_url, "posts") == []
+
+
+def test_apply_asks_on_a_terminal(
+    baas_on_terminal: Baas, tmp_path: Path, database_url: str
+) -> None:
+    _write(tmp_path, POSTS)
+    declined = baas_on_terminal("schema", "apply", answer="n")
+    assert declined.code == 1, declined.text
+    assert "Apply these changes?" in declined.out
+    assert "Nothing done." in declined.err
+    assert _columns(database_url, "posts") == []
+    applied = _ok(baas_on_terminal("schema", "apply", answer="y"))
+    assert "Applied: the schema is now at version 2." in applied.out
+    assert "title" in _columns(database_url, "posts")
 
 
 def test_destructive_change_needs_confirmation(

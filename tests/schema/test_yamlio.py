@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from baas.schema.document import SchemaError, parse_document, to_document
-from baas.schema.yamlio import HEADER, dump_yaml, load_yaml
+from baas.schema.yamlio import HEADER, dump_yaml, load_yaml, rewrite_yaml
 
 
 def _problem(text: str) -> str:
@@ -203,3 +203,63 @@ def test_dumped_text_has_no_yaml_tags() -> None:
 )
 def test_unsafe_or_recursive_yaml_is_rejected(text: str) -> None:
     assert "not valid YAML" in _problem(text)
+
+
+WRITTEN = """\
+# My app
+collections:
+  # Shown on the front page
+  posts:
+    fields:
+      title: {type: text, required: true}   # short
+      # body: text
+  # Labels
+  tags:
+    fields:
+      name: text
+
+# end of file
+"""
+POSTS = {"fields": {"title": {"type": "text", "required": True}}}
+
+
+def test_rewrite_keeps_the_text_of_unchanged_collections() -> None:
+    comments = {"fields": {"text": {"type": "text"}}}
+    document = {"collections": {"posts": POSTS, "comments": comments}}
+    text, kept = rewrite_yaml(WRITTEN, document)
+    assert kept == ("posts",)
+    assert text == (
+        "# My app\n"
+        "collections:\n"
+        "  # Shown on the front page\n"
+        "  posts:\n"
+        "    fields:\n"
+        "      title: {type: text, required: true}   # short\n"
+        "      # body: text\n"
+        "  comments:\n"
+        "    fields:\n"
+        "      text:\n"
+        "        type: text\n"
+        "\n"
+        "# end of file\n"
+    )
+    assert parse_document(load_yaml(text)) == parse_document(document)
+
+
+def test_rewrite_of_an_unchanged_file_is_the_same_text() -> None:
+    document = {"collections": {"posts": POSTS, "tags": {"fields": {"name": "text"}}}}
+    assert rewrite_yaml(WRITTEN, document) == (WRITTEN, ("posts", "tags"))
+
+
+@pytest.mark.parametrize(
+    "old",
+    [
+        "collections: {posts: {fields: {title: {type: text, required: true}}}}\n",
+        "collections:\n  posts: [\n",
+        "collections:\n  posts:\n    fields:\n      title: {type: nope}\n",
+        "",
+    ],
+)
+def test_rewrite_replaces_what_it_cannot_follow(old: str) -> None:
+    document = {"collections": {"posts": POSTS}}
+    assert rewrite_yaml(old, document) == (dump_yaml(document), ())
